@@ -1,0 +1,179 @@
+"""The symmetry group of a weight space, and its action on :class:`WeightSpace`.
+
+* Hidden-neuron permutations: one permutation per group of the spec (residual
+  streams included), acting on every axis that carries the group.
+* Diagonal rescalings: positive scaling of neurons behind positively homogeneous
+  activations (ReLU, LeakyReLU) and sign flips behind odd ones (tanh, sine).
+
+Convention: ``permute(ws, perm)`` re-indexes each permuted axis as
+``new[..., i, ...] = old[..., perm[g][b, i], ...]``. All functions are vectorized
+over the batch of networks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+import torch
+
+from .errors import WeightSpaceError
+from .space import WeightSpace
+from .spec import WeightSpaceSpec
+
+
+@dataclass
+class Permutation:
+    """One permutation per group: ``perms[g]`` is a ``LongTensor[B, n_g]``."""
+
+    perms: dict[int, torch.Tensor]
+
+    def __getitem__(self, gid: int) -> torch.Tensor:
+        return self.perms[gid]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.perms)
+
+    def items(self):
+        return self.perms.items()
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.perms.values())).shape[0] if self.perms else 0
+
+    def to(self, device: torch.device | str) -> "Permutation":
+        return Permutation({g: p.to(device) for g, p in self.perms.items()})
+
+    def select(self, idx) -> "Permutation":
+        """Sub-batch of the permutations (``idx`` as for tensor indexing)."""
+        return Permutation({g: p[idx] for g, p in self.perms.items()})
+
+    def is_identity(self) -> torch.Tensor:
+        """``BoolTensor[B]``: which permutations are the identity."""
+        out = None
+        for p in self.perms.values():
+            eq = (p == torch.arange(p.shape[1], device=p.device)).all(1)
+            out = eq if out is None else out & eq
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Permutation) or set(self.perms) != set(other.perms):
+            return False
+        return all(torch.equal(self.perms[g], other.perms[g]) for g in self.perms)
+
+
+def identity_permutation(spec: WeightSpaceSpec, batch_size: int, device=None) -> Permutation:
+    return Permutation({g.id: torch.arange(g.size, device=device).expand(batch_size, g.size).clone() for g in spec.groups})
+
+
+def random_permutation(
+    spec: WeightSpaceSpec, batch_size: int, generator: torch.Generator | None = None, device=None
+) -> Permutation:
+    """A uniformly random permutation of every group, independently per network."""
+    return Permutation(
+        {
+            g.id: torch.argsort(torch.rand(batch_size, g.size, generator=generator), dim=1).to(device)
+            for g in spec.groups
+        }
+    )
+
+
+def _gather_axis(t: torch.Tensor, axis: int, idx: torch.Tensor) -> torch.Tensor:
+    """``t`` is ``[B, *shape]``; permute axis ``axis`` (of the shape) with ``idx [B, n]``."""
+    d = axis + 1
+    view = [idx.shape[0]] + [1] * (t.dim() - 1)
+    view[d] = idx.shape[1]
+    return t.gather(d, idx.reshape(view).expand_as(t))
+
+
+def _check(ws: WeightSpace, groups: Mapping[int, torch.Tensor], what: str) -> None:
+    for g, p in groups.items():
+        if g >= len(ws.spec.groups):
+            raise WeightSpaceError(f"{what} names group {g}, but the spec has {len(ws.spec.groups)} groups")
+        if p.shape != (len(ws), ws.spec.groups[g].size):
+            raise WeightSpaceError(
+                f"{what} for group {g} has shape {tuple(p.shape)}, expected [{len(ws)}, {ws.spec.groups[g].size}]"
+            )
+
+
+def permute(ws: WeightSpace, perm: Permutation) -> WeightSpace:
+    """Apply ``perm`` to every network of ``ws`` (function-preserving when complete)."""
+    _check(ws, perm.perms, "permutation")
+    out = []
+    for p, t in zip(ws.spec.params, ws.tensors):
+        for axis, g in enumerate(p.axes):
+            if g is not None and g in perm.perms:
+                t = _gather_axis(t, axis, perm.perms[g].to(t.device))
+        out.append(t)
+    return WeightSpace(ws.spec, out)
+
+
+def compose(first: Permutation, then: Permutation) -> Permutation:
+    """The permutation equal to applying ``first`` and then ``then``:
+    ``permute(ws, compose(p, q)) == permute(permute(ws, p), q)``."""
+    return Permutation({g: first.perms[g].gather(1, then.perms[g]) for g in first.perms})
+
+
+def inverse(perm: Permutation) -> Permutation:
+    """``permute(permute(ws, p), inverse(p)) == ws``."""
+    return Permutation({g: torch.argsort(p, dim=1) for g, p in perm.perms.items()})
+
+
+# ---------------------------------------------------------------- rescaling
+def scale_neurons(ws: WeightSpace, factors: Mapping[int, torch.Tensor], *, check: bool = True) -> WeightSpace:
+    """Multiply the neurons of group ``g`` by ``factors[g]`` (``[B, n_g]``, nonzero).
+
+    Incoming weights and biases are multiplied, outgoing weights divided, so the
+    function is preserved when the activation allows it: positive factors need the
+    group's ``"scale"`` symmetry, negative ones its ``"sign"`` symmetry. With
+    ``check=False`` any factors are applied (a deliberate function change).
+    """
+    _check(ws, factors, "scaling")
+    if check:
+        for g, d in factors.items():
+            sym = ws.spec.groups[g].symmetries
+            if "scale" not in sym and not torch.all(d.abs() == 1):
+                raise WeightSpaceError(f"group {g} does not allow rescaling (symmetries: {sym})")
+            if "sign" not in sym and bool((d < 0).any()):
+                raise WeightSpaceError(f"group {g} does not allow sign flips (symmetries: {sym})")
+    out = []
+    for p, t in zip(ws.spec.params, ws.tensors):
+        for axis, g in enumerate(p.axes):
+            if g is None or g not in factors:
+                continue
+            d = factors[g].to(device=t.device, dtype=t.dtype)
+            view = [d.shape[0]] + [1] * (t.dim() - 1)
+            view[axis + 1] = d.shape[1]
+            # axis 0 of a weight or bias is the layer's output neurons; axis 1 its inputs
+            t = t * d.reshape(view) if axis == 0 else t / d.reshape(view)
+        out.append(t)
+    return WeightSpace(ws.spec, out)
+
+
+def random_scaling(
+    ws: WeightSpace, low: float = 0.5, high: float = 2.0, generator: torch.Generator | None = None
+) -> WeightSpace:
+    """Positive rescaling (log-uniform in ``[low, high]``) of every group that allows it."""
+    factors = {}
+    for g in ws.spec.groups:
+        if "scale" in g.symmetries:
+            u = torch.rand(len(ws), g.size, generator=generator)
+            factors[g.id] = torch.exp(torch.log(torch.tensor(low)) + u * (torch.log(torch.tensor(high / low))))
+    return scale_neurons(ws, factors) if factors else ws
+
+
+def random_sign_flip(ws: WeightSpace, p: float = 0.5, generator: torch.Generator | None = None) -> WeightSpace:
+    """Flip the sign of each neuron of every group that allows it, with probability ``p``."""
+    factors = {}
+    for g in ws.spec.groups:
+        if "sign" in g.symmetries:
+            flip = torch.rand(len(ws), g.size, generator=generator) < p
+            factors[g.id] = 1.0 - 2.0 * flip.float()
+    return scale_neurons(ws, factors) if factors else ws
+
+
+def random_symmetry(ws: WeightSpace, generator: torch.Generator | None = None) -> WeightSpace:
+    """A random element of the full group the spec allows: permutation, then the
+    rescalings / sign flips the activations allow."""
+    ws = permute(ws, random_permutation(ws.spec, len(ws), generator=generator, device=ws.device))
+    ws = random_scaling(ws, generator=generator)
+    return random_sign_flip(ws, generator=generator)
