@@ -1,0 +1,200 @@
+"""Safe reading and writing of weights.
+
+* safetensors everywhere (with string metadata); writes are atomic (temp file +
+  ``os.replace``), so a killed process never leaves a half-written file behind.
+* ``.pt`` / ``.pth`` files are read only through ``torch.load(weights_only=True)``,
+  which refuses arbitrary pickled objects; the result must be a flat mapping of
+  tensors (a ``{"state_dict": {...}}`` wrapper is accepted).
+* Every problem raises :class:`~wspace.errors.WeightSpaceError` naming the file,
+  the tensor and the problem: truncated/corrupt files, non-tensor pickles, NaN/inf,
+  missing/extra keys, shapes that do not match the spec.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import WeightSpaceError
+from .space import WeightSpace
+from .spec import WeightSpaceSpec
+
+PathLike = str | os.PathLike
+
+_SPEC_META_KEY = "wspace.spec"
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator:
+    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], file: PathLike | None = None) -> None:
+    """Raise if any floating tensor holds NaN or inf."""
+    for k, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n_nan = int(torch.isnan(t).sum())
+            n_inf = int(torch.isinf(t).sum())
+            raise WeightSpaceError(f"contains non-finite values ({n_nan} NaN, {n_inf} inf)", file=file, tensor=k)
+
+
+def save_safetensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` (made contiguous, moved to CPU) to ``path`` atomically."""
+    path = Path(path)
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(data, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_safetensors_metadata(path: PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file, without reading its tensors."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise WeightSpaceError("truncated safetensors file (no header)", file=path)
+            n = int.from_bytes(head, "little")
+            if n > os.path.getsize(path) - 8:
+                raise WeightSpaceError("truncated safetensors file (header longer than the file)", file=path)
+            header = json.loads(f.read(n))
+    except FileNotFoundError as e:
+        raise WeightSpaceError("file not found", file=path) from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightSpaceError(f"corrupt safetensors header: {e}", file=path) from e
+    return dict(header.get("__metadata__", {}) or {})
+
+
+def load_safetensors(path: PathLike, *, check: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read all tensors and the metadata of a safetensors file (validated)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightSpaceError("file not found", file=path)
+    meta = read_safetensors_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise WeightSpaceError(f"corrupt or truncated safetensors file: {e}", file=path) from e
+    if check:
+        check_finite(tensors, path)
+    return tensors, meta
+
+
+def _load_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightSpaceError(
+            f"refused to load: the pickle holds objects other than plain tensors ({str(e).splitlines()[0]})", file=path
+        ) from e
+    except (EOFError, RuntimeError, OSError, ValueError) as e:
+        raise WeightSpaceError(f"corrupt or truncated checkpoint: {str(e).splitlines()[0]}", file=path) from e
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise WeightSpaceError(f"expected a state_dict (mapping of tensors), found {type(obj).__name__}", file=path)
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise WeightSpaceError(f"is a {type(v).__name__}, not a tensor", file=path, tensor=str(k))
+        out[str(k)] = v
+    return out
+
+
+def load_state_dict(path: PathLike, *, spec: WeightSpaceSpec | None = None) -> dict[str, torch.Tensor]:
+    """Read a state_dict from ``.safetensors`` or ``.pt``/``.pth`` (never unpickling objects).
+
+    With ``spec``, keys and shapes are validated against it. NaN/inf always raise.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightSpaceError("file not found", file=path)
+    if path.suffix == ".safetensors":
+        sd, _ = load_safetensors(path)
+    elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        sd = _load_torch(path)
+        check_finite(sd, path)
+    else:
+        raise WeightSpaceError(f"unknown checkpoint extension '{path.suffix}' (use .safetensors, .pt or .pth)", file=path)
+    if spec is not None:
+        validate_state_dict(sd, spec, path)
+    return sd
+
+
+def validate_state_dict(sd: Mapping[str, torch.Tensor], spec: WeightSpaceSpec, file: PathLike | None = None) -> None:
+    """Raise unless ``sd`` has exactly the spec's keys, with the spec's shapes, all finite."""
+    keys = {k for k in sd if not k.endswith("num_batches_tracked")}
+    missing = [k for k in spec.keys if k not in keys]
+    extra = sorted(keys - set(spec.keys))
+    if missing:
+        raise WeightSpaceError(f"missing key(s) {missing} required by the spec", file=file, tensor=missing[0])
+    if extra:
+        raise WeightSpaceError(f"unexpected key(s) {extra} not in the spec", file=file, tensor=extra[0])
+    for p in spec.params:
+        shape = tuple(sd[p.key].shape)
+        if shape != p.shape:
+            raise WeightSpaceError(f"has shape {shape}, the spec expects {p.shape}", file=file, tensor=p.key)
+    check_finite({k: sd[k] for k in spec.keys}, file)
+
+
+def save_weight_space(ws: WeightSpace, path: PathLike, metadata: Mapping[str, str] | None = None) -> None:
+    """Write a batch of networks (stacked tensors + spec in the metadata) to one safetensors file."""
+    meta = dict(metadata or {})
+    meta[_SPEC_META_KEY] = ws.spec.to_json()
+    save_safetensors(path, ws.state_dict(), meta)
+
+
+def load_weight_space(path: PathLike, spec: WeightSpaceSpec | None = None) -> WeightSpace:
+    """Read what :func:`save_weight_space` wrote (the spec comes from the file unless given)."""
+    tensors, meta = load_safetensors(path)
+    if spec is None:
+        if _SPEC_META_KEY not in meta:
+            raise WeightSpaceError("no wspace spec in the metadata; pass spec=", file=path)
+        spec = WeightSpaceSpec.from_json(meta[_SPEC_META_KEY])
+    keys = set(tensors)
+    missing = [k for k in spec.keys if k not in keys]
+    if missing:
+        raise WeightSpaceError(f"missing key(s) {missing}", file=path, tensor=missing[0])
+    extra = sorted(keys - set(spec.keys))
+    if extra:
+        raise WeightSpaceError(f"unexpected key(s) {extra}", file=path, tensor=extra[0])
+    B = None
+    for p in spec.params:
+        t = tensors[p.key]
+        if tuple(t.shape[1:]) != p.shape or (B is not None and t.shape[0] != B):
+            raise WeightSpaceError(f"has shape {tuple(t.shape)}, expected [B, {', '.join(map(str, p.shape))}]", file=path, tensor=p.key)
+        B = t.shape[0]
+    return WeightSpace(spec, [tensors[k] for k in spec.keys])
