@@ -106,3 +106,20 @@ def test_malformed_json_raises_library_error():
         WeightSpaceSpec.from_json("{not json")
     with pytest.raises(WeightSpaceError):
         WeightSpaceSpec.from_json(json.dumps({"params": []}))
+
+
+def test_activation_change_is_a_different_space():
+    a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    c = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    assert not spec_from_module(c).same_space(spec_from_module(a))
+
+
+def test_same_space_ignores_dropout_rate():
+    from wspace import WeightSpace
+
+    a = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.0), nn.Linear(8, 2))
+    b = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2))
+    sa, sb = spec_from_module(a), spec_from_module(b)
+    assert sa != sb and sa.same_space(sb) and sa.fingerprint == sb.fingerprint
+    ws = WeightSpace.cat([WeightSpace.from_module(a), WeightSpace.from_module(b, spec=sb)])
+    assert len(ws) == 2

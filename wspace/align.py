@@ -43,7 +43,7 @@ def _take(t: torch.Tensor, dim: int, idx: torch.Tensor) -> torch.Tensor:
 def _check_inputs(ws_a: WeightSpace, ws_b: WeightSpace, init: Permutation | None, max_iter: int) -> None:
     if not isinstance(ws_a, WeightSpace) or not isinstance(ws_b, WeightSpace):
         raise WeightSpaceError("weight matching needs two WeightSpace objects")
-    if ws_a.spec is not ws_b.spec and ws_a.spec != ws_b.spec and ws_a.spec.fingerprint != ws_b.spec.fingerprint:
+    if not ws_a.spec.same_space(ws_b.spec):
         raise WeightSpaceError(
             f"cannot align different architectures: {ws_a.spec!r} and {ws_b.spec!r}"
         )

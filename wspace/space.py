@@ -112,7 +112,7 @@ class WeightSpace:
             raise WeightSpaceError("cat needs at least one WeightSpace")
         spec = spaces[0].spec
         for s in spaces[1:]:
-            if s.spec != spec:
+            if not s.spec.same_space(spec):
                 raise WeightSpaceError(f"cannot concatenate different architectures: {spec!r} and {s.spec!r}")
         return WeightSpace(spec, [torch.cat(ts) for ts in zip(*(s.tensors for s in spaces))])
 
@@ -211,7 +211,7 @@ class WeightSpace:
     __rmul__ = __mul__
 
     def _check_same(self, other: "WeightSpace") -> None:
-        if not isinstance(other, WeightSpace) or other.spec != self.spec:
+        if not isinstance(other, WeightSpace) or not other.spec.same_space(self.spec):
             raise WeightSpaceError("operands must be WeightSpaces of the same spec")
 
     # -------------------------------------------------------------- evaluation

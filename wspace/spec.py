@@ -275,11 +275,21 @@ class WeightSpaceSpec:
 
     @property
     def fingerprint(self) -> str:
-        """A short stable hash of the architecture (ignores the family label)."""
+        """A short stable hash of the weight space and the function it computes.
+
+        It ignores what does not change either: the family label and its kwargs,
+        and dropout layers (identity at evaluation). Networks with equal
+        fingerprints can be stacked into one :class:`~wspace.WeightSpace`.
+        """
         d = self.to_dict()
         d.pop("family")
         d.pop("family_kwargs")
+        d["program"] = _strip_dropout(d["program"])
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def same_space(self, other: "WeightSpaceSpec") -> bool:
+        """True when ``other`` describes the same weight space and function (see ``fingerprint``)."""
+        return self is other or self == other or self.fingerprint == other.fingerprint
 
     # ---------------------------------------------------------------- modules
     def build_module(self) -> nn.Module:
@@ -296,6 +306,18 @@ class WeightSpaceSpec:
 
     def __repr__(self) -> str:  # keep reprs short: specs appear in error messages
         return f"WeightSpaceSpec({self.describe()}; {self.num_params} params, {len(self.groups)} groups)"
+
+
+def _strip_dropout(ops: list[dict]) -> list[dict]:
+    out = []
+    for op in ops:
+        if op["kind"] == "dropout":
+            continue
+        op = dict(op)
+        if "children" in op:
+            op["children"] = _strip_dropout(op["children"])
+        out.append(op)
+    return out
 
 
 # --------------------------------------------------------------------------- families
