@@ -17,15 +17,15 @@ from .errors import WeightSpaceError
 from .spec import Op, WeightSpaceSpec
 
 
-def _act(name: str, attrs: dict, h: torch.Tensor) -> torch.Tensor:
+def _act(name: str, attrs: dict, h: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     if name == "relu":
-        return F.relu(h)
+        return h.relu_() if inplace else F.relu(h)
     if name == "leaky_relu":
         return F.leaky_relu(h, attrs.get("negative_slope", 0.01))
     if name == "tanh":
-        return torch.tanh(h)
+        return h.tanh_() if inplace else torch.tanh(h)
     if name == "sine":
-        return torch.sin(attrs["w0"] * h)
+        return h.mul_(attrs["w0"]).sin_() if inplace else torch.sin(attrs["w0"] * h)
     if name == "sigmoid":
         return torch.sigmoid(h)
     if name == "gelu":
@@ -45,21 +45,22 @@ class _State:
     """Activations of B networks: ``h`` is ``[B, N, C, *spatial]``, or ``[N, C, ...]``
     while still shared by all networks (before the first layer)."""
 
-    __slots__ = ("h", "shared")
+    __slots__ = ("h", "shared", "owned")
 
     def __init__(self, h: torch.Tensor, shared: bool):
         self.h = h
         self.shared = shared
+        self.owned = False  # True once h is an intermediate no one else holds (in-place ops allowed)
 
 
 def _linear(st: _State, w: torch.Tensor, b: torch.Tensor | None) -> None:
-    if st.shared:  # [N, in] x [B, out, in] -> [B, N, out]
-        out = torch.einsum("ni,boi->bno", st.h, w)
-    else:
-        out = torch.bmm(st.h, w.transpose(1, 2))
-    if b is not None:
-        out = out + b.unsqueeze(1)
-    st.h, st.shared = out, False
+    h = st.h
+    if st.shared:  # [N, in] shared by all networks: a stride-0 batch view, no copy
+        h = h.unsqueeze(0).expand(w.shape[0], *h.shape)
+    wt = w.transpose(1, 2)
+    # bias fused into the batched matmul: one pass over the [B, N, out] output
+    st.h = torch.bmm(h, wt) if b is None else torch.baddbmm(b.unsqueeze(1), h, wt)
+    st.shared = False
 
 
 def _conv(st: _State, w: torch.Tensor, b: torch.Tensor | None, attrs: dict) -> None:
@@ -100,16 +101,19 @@ def _run(ops: Sequence[Op], tensors: Sequence[torch.Tensor], st: _State) -> None
                 _linear(st, w, b)
             else:
                 _conv(st, w, b, dict(op.attrs))
+            st.owned = True
         elif k == "act":
             a = dict(op.attrs)
-            st.h = _act(a.pop("name"), a, st.h)
+            # in place only on our own intermediates and when autograd does not need them
+            inplace = st.owned and not (torch.is_grad_enabled() and st.h.requires_grad)
+            st.h = _act(a.pop("name"), a, st.h, inplace)
         elif k == "sequential":
             _run(op.children, tensors, st)
         elif k == "residual":
             inp = st.h
-            inner = _State(inp, st.shared)
+            inner = _State(inp, st.shared)  # not owned: the block must not overwrite its input
             _run(op.children, tensors, inner)
-            st.h, st.shared = inner.h + inp, inner.shared
+            st.h, st.shared, st.owned = inner.h + inp, inner.shared, True
         elif k == "dropout":
             continue  # evaluation mode
         elif k == "flatten":

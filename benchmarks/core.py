@@ -1,0 +1,163 @@
+"""Core benchmarks: each figure is a ratio against the naive way, measured in the same run.
+
+    python benchmarks/core.py            # full sizes (1,024 networks)
+    python benchmarks/core.py --quick    # smaller, for a smoke run
+
+Prints a table and writes ``benchmarks/results/core.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))
+
+from wspace import WeightSpace, spec_from_module  # noqa: E402
+from wspace.graph import clear_cache, to_graph  # noqa: E402
+
+
+def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Best wall time of ``repeat`` calls after one warm-up (robust to a noisy machine)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def mlp_2_32_32_1() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+
+
+def bench_to_graph(n: int) -> list[dict]:
+    from torch_geometric.data import Batch, Data
+
+    ws = WeightSpace.init(spec_from_module(mlp_2_32_32_1()), n, generator=torch.Generator().manual_seed(0))
+    spec = ws.spec
+
+    def naive() -> Batch:
+        # the usual way: one Data per network, edges built layer by layer, then Batch.from_data_list
+        datas = []
+        for b in range(n):
+            xs, eis, eas = [torch.zeros(spec.in_features)], [], []
+            offset_in, offset_out = 0, spec.in_features
+            for layer in spec.layers:
+                w = ws.tensors[layer.weight][b]
+                out_f, in_f = w.shape
+                src = torch.arange(in_f).repeat(out_f) + offset_in
+                dst = torch.arange(out_f).repeat_interleave(in_f) + offset_out
+                eis.append(torch.stack([src, dst]))
+                eas.append(w.reshape(-1, 1))
+                xs.append(ws.tensors[layer.bias][b])
+                offset_in, offset_out = offset_out, offset_out + out_f
+            datas.append(Data(x=torch.cat(xs).unsqueeze(1), edge_index=torch.cat(eis, 1), edge_attr=torch.cat(eas)))
+        return Batch.from_data_list(datas)
+
+    def cold():
+        clear_cache()  # first call for this spec and batch size: index buffers are built too
+        return to_graph(ws)
+
+    t_naive = best_time(naive)
+    t_fast = best_time(lambda: to_graph(ws))
+    t_cold = best_time(cold)
+    g, ref = to_graph(ws), naive()
+    assert g.num_nodes == ref.num_nodes and g.num_edges == ref.num_edges
+    return [
+        {"name": f"to_graph, {n} MLPs 2-32-32-1", "baseline_s": t_naive, "wspace_s": t_fast, "speedup": t_naive / t_fast},
+        {"name": f"to_graph (cold cache), {n} MLPs", "baseline_s": t_naive, "wspace_s": t_cold, "speedup": t_naive / t_cold},
+    ]
+
+
+def bench_eval(n: int, make: Callable[[], nn.Module], x: torch.Tensor, label: str) -> dict:
+    torch.manual_seed(0)
+    mods = [make().eval() for _ in range(n)]
+    ws = WeightSpace.from_modules(mods)
+
+    @torch.no_grad()
+    def naive():
+        return torch.stack([m(x) for m in mods])
+
+    @torch.no_grad()
+    def fast():
+        return ws(x)
+
+    t_naive = best_time(naive)
+    t_fast = best_time(fast)
+    err = (naive() - fast()).abs().max().item()
+    return {"name": f"ws(x), {n} {label}, {x.shape[0]} inputs", "baseline_s": t_naive, "wspace_s": t_fast,
+            "speedup": t_naive / t_fast, "max_abs_err": err}
+
+
+def bench_weight_matching(n_pairs: int) -> list[dict]:
+    from wspace.align import weight_matching
+
+    rows = []
+    for label, make in [("MLP 2-32-32-1", mlp_2_32_32_1), ("CNN 1-8-16 3x3 + GAP + 10", small_cnn)]:
+        spec = spec_from_module(make())
+        a = WeightSpace.init(spec, n_pairs, generator=torch.Generator().manual_seed(1))
+        b = WeightSpace.init(spec, n_pairs, generator=torch.Generator().manual_seed(2))
+        t0 = time.perf_counter()
+        weight_matching(a, b)
+        dt = time.perf_counter() - t0
+        rows.append({"name": f"weight_matching, {label}", "pairs": n_pairs, "seconds": dt, "pairs_per_s": n_pairs / dt})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--out", default=str(ROOT / "results" / "core.json"))
+    args = ap.parse_args()
+    n = 128 if args.quick else 1024
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    ratios = [
+        *bench_to_graph(n),
+        bench_eval(n, mlp_2_32_32_1, torch.rand(256, 2) * 2 - 1, "MLPs 2-32-32-1"),
+        bench_eval(n, mlp_2_32_32_1, torch.rand(64, 2) * 2 - 1, "MLPs 2-32-32-1 (8x8 INR grid)"),
+        bench_eval(n // 4, small_cnn, torch.rand(64, 1, 8, 8), "CNNs 1-8-16 3x3"),
+    ]
+    matching = bench_weight_matching(32 if args.quick else 256)
+
+    print(f"\n{'benchmark':<44} {'naive (s)':>10} {'wspace (s)':>11} {'speed-up':>9}")
+    for r in ratios:
+        print(f"{r['name']:<44} {r['baseline_s']:>10.4f} {r['wspace_s']:>11.4f} {r['speedup']:>8.1f}x")
+    print(f"\n{'benchmark':<44} {'pairs':>6} {'seconds':>9} {'pairs/s':>9}")
+    for r in matching:
+        print(f"{r['name']:<44} {r['pairs']:>6} {r['seconds']:>9.3f} {r['pairs_per_s']:>9.1f}")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "processor": platform.processor() or platform.machine()},
+        "quick": args.quick,
+        "ratios": ratios,
+        "weight_matching": matching,
+        "targets": {"to_graph_speedup": 20.0, "eval_speedup": 20.0},
+    }
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""generators: models that generate network weights (tokenizer, autoencoders, priors, pipelines)."""
