@@ -122,8 +122,19 @@ class _ShardReader:
         if rows.size and (rows.min() < 0 or rows.max() >= self.n):
             raise WeightSpaceError(f"manifest row index {int(rows.max())} is out of range for a shard of {self.n} rows",
                                    file=self.path)
+        def run(idx: np.ndarray) -> bool:
+            return idx.size > 0 and int(idx[-1]) - int(idx[0]) == idx.size - 1 and bool((np.diff(idx) == 1).all())
+
+        # one copy where possible: contiguous rows are a slice, a contiguous destination takes np.take(out=)
+        dst = slice(int(pos[0]), int(pos[-1]) + 1) if run(pos) else None
+        src = slice(int(rows[0]), int(rows[-1]) + 1) if run(rows) else None
         for o, (_, _, arr) in zip(out, self._arrays):
-            o[pos] = arr[rows]
+            if dst is not None and src is not None:
+                o[dst] = arr[src]
+            elif dst is not None:
+                np.take(arr, rows, axis=0, out=o[dst])
+            else:
+                o[pos] = arr[rows]
 
 
 # --------------------------------------------------------------------------- zoo.json / manifest
