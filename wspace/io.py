@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import WeightSpaceError
-from .space import WeightSpace
+from .space import WeightSpace, check_keys, check_state_dict
 from .spec import WeightSpaceSpec
 
 PathLike = str | os.PathLike
@@ -156,17 +156,7 @@ def load_state_dict(path: PathLike, *, spec: WeightSpaceSpec | None = None) -> d
 
 def validate_state_dict(sd: Mapping[str, torch.Tensor], spec: WeightSpaceSpec, file: PathLike | None = None) -> None:
     """Raise unless ``sd`` has exactly the spec's keys, with the spec's shapes, all finite."""
-    keys = {k for k in sd if not k.endswith("num_batches_tracked")}
-    missing = [k for k in spec.keys if k not in keys]
-    extra = sorted(keys - set(spec.keys))
-    if missing:
-        raise WeightSpaceError(f"missing key(s) {missing} required by the spec", file=file, tensor=missing[0])
-    if extra:
-        raise WeightSpaceError(f"unexpected key(s) {extra} not in the spec", file=file, tensor=extra[0])
-    for p in spec.params:
-        shape = tuple(sd[p.key].shape)
-        if shape != p.shape:
-            raise WeightSpaceError(f"has shape {shape}, the spec expects {p.shape}", file=file, tensor=p.key)
+    check_state_dict(sd, spec, None if file is None else str(file))
     check_finite({k: sd[k] for k in spec.keys}, file)
 
 
@@ -184,13 +174,7 @@ def load_weight_space(path: PathLike, spec: WeightSpaceSpec | None = None) -> We
         if _SPEC_META_KEY not in meta:
             raise WeightSpaceError("no wspace spec in the metadata; pass spec=", file=path)
         spec = WeightSpaceSpec.from_json(meta[_SPEC_META_KEY])
-    keys = set(tensors)
-    missing = [k for k in spec.keys if k not in keys]
-    if missing:
-        raise WeightSpaceError(f"missing key(s) {missing}", file=path, tensor=missing[0])
-    extra = sorted(keys - set(spec.keys))
-    if extra:
-        raise WeightSpaceError(f"unexpected key(s) {extra}", file=path, tensor=extra[0])
+    check_keys(tensors.keys(), spec, str(path))
     B = None
     for p in spec.params:
         t = tensors[p.key]

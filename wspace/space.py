@@ -11,6 +11,26 @@ from .errors import WeightSpaceError
 from .spec import WeightSpaceSpec, spec_from_module
 
 
+def check_keys(keys: Iterable[str], spec: WeightSpaceSpec, where: str | None = None) -> None:
+    """Raise unless ``keys`` are exactly the spec's parameter keys (BatchNorm counters ignored)."""
+    keys = {k for k in keys if not k.endswith("num_batches_tracked")}
+    missing = [k for k in spec.keys if k not in keys]
+    extra = sorted(keys - set(spec.keys))
+    if missing:
+        raise WeightSpaceError(f"missing key(s) {missing} required by the spec", file=where, tensor=missing[0])
+    if extra:
+        raise WeightSpaceError(f"unexpected key(s) {extra} not in the spec", file=where, tensor=extra[0])
+
+
+def check_state_dict(sd: Mapping[str, torch.Tensor], spec: WeightSpaceSpec, where: str | None = None) -> None:
+    """Raise unless ``sd`` has exactly the spec's keys, each with the spec's shape."""
+    check_keys(sd.keys(), spec, where)
+    for p in spec.params:
+        shape = tuple(sd[p.key].shape)
+        if shape != p.shape:
+            raise WeightSpaceError(f"has shape {shape}, the spec expects {p.shape}", file=where, tensor=p.key)
+
+
 class WeightSpace:
     """A batch of ``B`` networks sharing one :class:`WeightSpaceSpec`.
 
@@ -63,20 +83,8 @@ class WeightSpace:
         """Stack state_dicts; missing/extra keys or wrong shapes raise :class:`WeightSpaceError`."""
         if not state_dicts:
             raise WeightSpaceError("from_state_dicts needs at least one state_dict", file=source)
-        expected = set(spec.keys)
         for i, sd in enumerate(state_dicts):
-            keys = {k for k in sd if not k.endswith("num_batches_tracked")}
-            missing, extra = expected - keys, keys - expected
-            where = source or f"state_dict #{i}"
-            if missing:
-                raise WeightSpaceError(f"missing key(s) {sorted(missing)}", file=where, tensor=sorted(missing)[0])
-            if extra:
-                raise WeightSpaceError(f"unexpected key(s) {sorted(extra)}", file=where, tensor=sorted(extra)[0])
-            for p in spec.params:
-                if tuple(sd[p.key].shape) != p.shape:
-                    raise WeightSpaceError(
-                        f"has shape {tuple(sd[p.key].shape)}, the spec expects {p.shape}", file=where, tensor=p.key
-                    )
+            check_state_dict(sd, spec, source or f"state_dict #{i}")
         tensors = [torch.stack([sd[p.key].detach() for sd in state_dicts]) for p in spec.params]
         return cls(spec, tensors)
 
