@@ -7,7 +7,7 @@
     from datasets_zoo.build import build_zoo
     build_zoo("digits-inr", "zoos/digits-inr", size="small")
 
-A *preset* (``configs/zoo/<name>.yaml``) says what to train: the task(s), the
+A *preset* (``configs/zoo_build/zoo/<name>.yaml``) says what to train: the task(s), the
 architecture family, the hyperparameter search (a grid as in the Model Zoos paper, or
 random sampling as in the Small CNN Zoo), epochs and which epochs to save. Its top-level
 values are the full size; ``sizes.small`` overrides some of them for a quick zoo.
@@ -79,8 +79,8 @@ _STREAM_SUBSET = 3  # counter-hash stream of the train_fraction subsample
 
 # --------------------------------------------------------------------------- presets
 def preset_names() -> list[str]:
-    """The presets shipped in ``configs/zoo/``."""
-    d = resources.files("configs") / "zoo"
+    """The presets shipped in ``configs/zoo_build/zoo/``."""
+    d = resources.files("configs") / "zoo_build" / "zoo"
     return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -108,7 +108,7 @@ def _to_plain(cfg: Any) -> Any:
 def load_preset(preset: str | Mapping, size: str = "full", overrides: Mapping | None = None) -> dict:
     """A preset as a plain dict, with ``sizes[size]`` and then ``overrides`` merged in.
 
-    ``preset`` is a preset name (``configs/zoo/<name>.yaml``), a path to a YAML file, or
+    ``preset`` is a preset name (``configs/zoo_build/zoo/<name>.yaml``), a path to a YAML file, or
     a mapping (e.g. the ``zoo`` node of the Hydra config).
     """
     if size not in SIZES:
@@ -118,7 +118,7 @@ def load_preset(preset: str | Mapping, size: str = "full", overrides: Mapping | 
 
         path = Path(preset)
         if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-            f = resources.files("configs") / "zoo" / f"{preset}.yaml"
+            f = resources.files("configs") / "zoo_build" / "zoo" / f"{preset}.yaml"
             if not f.is_file():
                 raise WeightSpaceError(f"unknown zoo preset '{preset}'; known: {preset_names()}")
             path = Path(str(f))
@@ -483,7 +483,7 @@ def build_zoo(
     """Train the zoo of ``preset`` into ``out`` (created, or resumed if unfinished).
 
     Args:
-        preset: a preset name from ``configs/zoo/``, a YAML path or a mapping.
+        preset: a preset name from ``configs/zoo_build/zoo/``, a YAML path or a mapping.
         out: the zoo directory.
         size: ``"small"`` (seconds, for tests) or ``"full"``.
         seed: global seed; every run's seed derives from it.

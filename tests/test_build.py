@@ -319,7 +319,7 @@ def test_preset_validation_errors():
 def test_main_accepts_hydra_config(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    zoo_cfg = OmegaConf.load(str(zoo_build.resources.files("configs") / "zoo" / "digits-tasks.yaml"))
+    zoo_cfg = OmegaConf.load(str(zoo_build.resources.files("configs") / "zoo_build" / "zoo" / "digits-tasks.yaml"))
     cfg = OmegaConf.create({"zoo": zoo_cfg, "out": str(tmp_path / "z"), "size": "small", "device": "cpu",
                             "seed": 0, "progress": False})
     out = zoo_build.main(cfg)

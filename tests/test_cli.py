@@ -232,6 +232,15 @@ def test_every_subcommand_config_composes(name):
     assert (ROOT / "configs" / f"{config_name}.yaml").is_file()
 
 
+def test_group_names_do_not_shadow_plain_keys():
+    """``zoo=<dir>`` and ``task=<name>`` are plain values outside the subcommand that owns the group."""
+    assert cli.compose_config("train", ["zoo=/tmp/some-zoo"]).zoo == "/tmp/some-zoo"
+    cfg = cli.compose_config("audit", ["zoo=/tmp/z", "task=digits:0-1", "generated=/tmp/g"])
+    assert (cfg.zoo, cfg.task, cfg.generated) == ("/tmp/z", "digits:0-1", "/tmp/g")
+    assert cli.compose_config("sample", ["task=digits"]).task == "digits"
+    assert cli.compose_config("zoo build", ["zoo=digits-mlp"]).zoo.kind
+
+
 def test_configs_are_the_sibling_package():
     assert Path(cli.config_dir()) == ROOT / "configs"
 

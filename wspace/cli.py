@@ -62,6 +62,40 @@ def config_dir() -> str:
     return "pkg://configs"  # unusual installs (e.g. zipped): let importlib find the package
 
 
+def group_root(config_name: str) -> str | None:
+    """Search-path entry holding the config groups of one subcommand, if it has any.
+
+    Each subcommand's groups live in ``configs/<config_name>/<group>/`` rather than at the
+    top level, so a group of one subcommand never collides with a plain key of another:
+    ``zoo=<preset>`` picks a preset for ``wspace zoo build`` while ``zoo=<dir>`` is a
+    path for ``wspace train`` and ``wspace audit``.
+    """
+    where = config_dir()
+    if where.startswith("pkg://"):
+        return f"{where}.{config_name}"
+    sub = Path(where) / config_name
+    return sub.as_uri() if sub.is_dir() else None
+
+
+def _with_group_root(config_name: str, args: Sequence[str]) -> list[str]:
+    """``args`` with the subcommand's group root on Hydra's search path.
+
+    A user's own ``hydra.searchpath=[...]`` keeps its entries (searched first) and
+    gains the group root at the end, instead of replacing it.
+    """
+    root = group_root(config_name)
+    if root is None:
+        return list(args)
+    out, merged = [], False
+    for a in args:
+        key, sep, value = a.partition("=")
+        if sep and key == "hydra.searchpath" and value.startswith("[") and value.endswith("]"):
+            inner = value[1:-1].strip()
+            a, merged = f"{key}=[{inner + ',' if inner else ''}{root}]", True
+        out.append(a)
+    return out if merged else [f"hydra.searchpath=[{root}]", *out]
+
+
 def _version() -> str:
     from wspace import __version__
 
@@ -191,7 +225,7 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
 
     app = hydra.main(version_base=None, config_path=config_dir(), config_name=config_name)(_make_task(name, fn))
     saved = sys.argv
-    sys.argv = [f"wspace {name}", *args]  # Hydra parses sys.argv; argv[0] names the program in its messages
+    sys.argv = [f"wspace {name}", *_with_group_root(config_name, args)]  # Hydra parses sys.argv; argv[0] names the program in its messages
     try:
         app()
     except HydraException as e:  # Hydra reports run-time errors itself; this catches --help's composition errors
@@ -216,7 +250,8 @@ def compose_config(name: str, overrides: Sequence[str] = (), return_hydra_config
     else:
         ctx = initialize_config_dir(config_dir=where, version_base=None)
     with ctx:
-        return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+        return compose(config_name, overrides=_with_group_root(config_name, overrides),
+                       return_hydra_config=return_hydra_config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
