@@ -1,0 +1,341 @@
+"""Weight-space augmentation benchmark: (a) throughput, (b) accuracy study on digits-inr.
+
+    python benchmarks/augment.py --quick                  # smoke: (a) small, (b) one tiny run
+    python benchmarks/augment.py --zoo zoos/digits-inr    # full: (a) + (b), 3 seeds, 100% and 10% train
+
+(a) Augmentation throughput (networks/s) per transform and for Mixup with and without
+    alignment, batch 64, on the digits-inr SIREN spec (2-16-16-1, w0 7); the cost of one
+    encoder training step on the same batch is shown for scale.
+(b) INR classification test accuracy (digits-inr, mean +- std over seeds) for each
+    encoder (``--encoders``, default nfn_hnp unf statnn) with no augmentation, each
+    family alone (symmetry, data-agnostic, INR input edits), naive / random-permutation /
+    aligned Mixup, and the combination (INR translate + noise + sign flips, then aligned
+    Mixup; as the paper's "combine"), at 100% and 10% of the training INRs. Uses
+    ``wspace.tasks`` (``ZooDataModule`` with ``transform=`` / ``collate=``, and the
+    ``InrClassification`` module); skipped when that package is missing.
+
+Prints tables and writes ``benchmarks/results/augment.json`` (sections not run keep
+their previous results).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+import wspace.augment as A  # noqa: E402
+from datasets_zoo.families import family_spec, init_weight_space  # noqa: E402
+from wspace import WeightSpace  # noqa: E402
+
+
+def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Best wall time of ``repeat`` calls after ``warmup`` calls (robust to a noisy machine)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# ---------------------------------------------------------------------------- (a)
+def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
+    spec = family_spec("siren", hidden=[16, 16], w0=7.0)
+    g = torch.Generator().manual_seed(0)
+    ws = init_weight_space(spec, batch, generator=g)
+    partner = init_weight_space(spec, batch, generator=g)
+    labels = torch.randint(0, 10, (batch,), generator=g)
+    rows: list[dict] = []
+
+    def add(name: str, fn: Callable[[], object], note: str = "", warmup: int = 1) -> None:
+        t = best_time(fn, repeat, warmup)
+        rows.append({"name": name, "ms_per_batch": 1e3 * t, "networks_per_s": batch / t, "note": note})
+
+    transforms = {
+        "permutation": A.RandomPermutation(generator=0),
+        "sign_flip": A.RandomSignFlip(generator=0),
+        "siren_bias_shift": A.SirenBiasShift(generator=0),
+        "gaussian_noise": A.GaussianNoise(generator=0),
+        "dropout": A.WeightDropout(generator=0),
+        "quantile": A.QuantileZeroing(generator=0),
+        "inr_rotation": A.RandomRotation(generator=0),
+        "inr_scale": A.RandomScale(generator=0),
+        "inr_translation": A.RandomTranslation(generator=0),
+        "random_apply(noise, p=0.5)": A.RandomApply(A.GaussianNoise(generator=1), 0.5, generator=0),
+    }
+    for name, t in transforms.items():
+        add(name, lambda t=t: t(ws))
+    for name, mix in [("mixup naive", A.MixUp(generator=0)), ("mixup random-perm", A.MixUp("random", generator=0)),
+                      ("mixup aligned (weight matching, f64)", A.MixUp("weight_matching", generator=0)),
+                      ("mixup aligned (weight matching, f32)",
+                       A.MixUp("weight_matching", generator=0, dtype=torch.float32))]:
+        add(name, lambda mix=mix: mix(ws, partner, labels, labels.flip(0), num_classes=10))
+    # cached pair alignment: steady state (every pair seen before) vs. first sight
+    idx_a, idx_b = list(range(batch)), list(range(batch, 2 * batch))
+    cached = A.MixUp("weight_matching", cache=True, generator=0)
+    add("mixup aligned, pair cache (hit)",
+        lambda: cached(ws, partner, labels, labels, index_a=idx_a, index_b=idx_b, num_classes=10),
+        "after the pair was seen once")
+    # canonicalization: every network aligned to one reference once, then a gather
+    ref = A.MixUp("reference", reference=init_weight_space(spec, 1, generator=g), generator=0)
+    add("mixup reference-canonical (cached)",
+        lambda: ref(ws, partner, labels, labels, index_a=idx_a, index_b=idx_b, num_classes=10),
+        "per-network permutation cached by index")
+    add("mixup reference-canonical (cold)",
+        lambda: A.MixUp("reference", reference=ws[0], generator=0)(ws, partner, labels, labels, num_classes=10),
+        "alignment to the reference every call")
+
+    # for scale: one encoder training step on the same batch
+    from wspace.nn import ENCODERS
+
+    for enc_name, kw in (("unf", {}), ("nfn", {"mode": "hnp"})):
+        try:
+            enc = ENCODERS[enc_name](spec, out_features=10, **kw)
+        except Exception as e:  # an encoder that cannot take this spec: skip the reference row
+            print(f"  (skipping {enc_name} step: {e})")
+            continue
+        opt = torch.optim.AdamW(enc.parameters(), lr=1e-3)
+
+        def step(enc=enc, opt=opt) -> None:
+            loss = torch.nn.functional.cross_entropy(enc(ws), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        add(f"[reference] {enc_name}{'-' + kw['mode'] if kw else ''} train step", step, "encoder fwd+bwd+AdamW")
+    return rows
+
+
+# ---------------------------------------------------------------------------- (b)
+def _encoder(name: str) -> tuple[str, dict]:
+    """A configs/train/encoder option name -> (ENCODERS key, kwargs)."""
+    cfg = ROOT.parent / "configs" / "train" / "encoder" / f"{name}.yaml"
+    if cfg.is_file():
+        from omegaconf import OmegaConf
+
+        c = OmegaConf.to_container(OmegaConf.load(cfg), resolve=True)
+        return str(c.get("name", name)), dict(c.get("kwargs") or {})
+    fallback = {"nfn_hnp": ("nfn", {"mode": "hnp"}), "nfn_np": ("nfn", {"mode": "np"})}
+    return fallback.get(name, (name, {}))
+
+
+def _methods(stats, seed: int, num_classes: int) -> dict[str, tuple[Any, Any]]:
+    """name -> (train transform, MixUp or None). Non-permutation edits act on raw weights."""
+    raw = lambda t: A.Denormalized(t, stats)  # noqa: E731
+    s = seed * 100
+    symmetry = A.Compose([A.RandomPermutation(generator=s + 1),
+                          raw(A.Compose([A.RandomSignFlip(0.5, generator=s + 2),
+                                         A.RandomApply(A.SirenBiasShift(generator=s + 3), 0.5, generator=s + 4)]))])
+    agnostic = A.RandomChoice([A.GaussianNoise(0.32, generator=s + 5), A.WeightDropout(0.1, generator=s + 6),
+                               A.QuantileZeroing(0.1, generator=s + 7)], generator=s + 8)
+    inr = raw(A.RandomChoice([A.RandomRotation(30.0, generator=s + 9), A.RandomScale(0.2, generator=s + 10),
+                              A.RandomTranslation(0.25, generator=s + 11)], generator=s + 12))
+    combo = A.Compose([raw(A.Compose([A.RandomTranslation(0.25, generator=s + 13),
+                                      A.RandomSignFlip(0.5, generator=s + 14)])),
+                       A.GaussianNoise(0.32, generator=s + 15)])
+
+    def mix(align):
+        return A.MixUp(align=align, alpha=1.0, num_classes=num_classes, generator=s + 16)
+
+    return {
+        "none": (None, None),
+        "symmetry": (symmetry, None),
+        "data_agnostic": (agnostic, None),
+        "inr_input": (inr, None),
+        "mixup_naive": (None, mix(None)),
+        "mixup_random_perm": (None, mix("random")),
+        "mixup_aligned": (None, mix("weight_matching")),
+        "combo_aligned_mixup": (combo, mix("weight_matching")),
+    }
+
+
+def _subset_zoo(zoo, fraction: float, seed: int = 0):
+    """The zoo with only ``fraction`` of its train INRs (the same subset for every method and seed)."""
+    if fraction >= 1.0:
+        return zoo
+    recs = zoo.records
+    train = np.array([i for i, r in enumerate(recs) if r.get("split") == "train"])
+    keep_n = max(1, int(round(fraction * len(train))))
+    chosen = np.random.default_rng(seed).choice(train, keep_n, replace=False)
+    others = np.array([i for i, r in enumerate(recs) if r.get("split") != "train"])
+    return zoo.select(np.sort(np.concatenate([chosen, others])))
+
+
+def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: float, batch_size: int,
+            lr: float) -> dict:
+    import lightning as L
+    import torch.nn.functional as F
+
+    from wspace.tasks import InrClassification, ZooDataModule
+
+    class SoftLabelInrClassification(InrClassification):
+        """Accepts Mixup's soft labels [B, C] in training (cross-entropy with probabilities)."""
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            ws, y = batch
+            loss = F.cross_entropy(self(ws), y, label_smoothing=float(self.hparams.label_smoothing))
+            self.log("train/loss", loss, batch_size=len(y))
+            return loss
+
+    class KeepBest(L.Callback):
+        """Keep the weights of the best validation accuracy in memory (no checkpoint files)."""
+
+        def __init__(self) -> None:
+            self.best, self.state = -1.0, None
+
+        def on_validation_end(self, trainer, module) -> None:
+            acc = trainer.callback_metrics.get("val/acc")
+            if acc is not None and float(acc) > self.best:
+                self.best, self.state = float(acc), copy.deepcopy(module.state_dict())
+
+    for name in ("lightning.pytorch", "lightning.fabric"):  # one line per run is enough
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    L.seed_everything(seed, workers=True, verbose=False)
+    dm = ZooDataModule(zoo, target="class", batch_size=batch_size, normalize=True)
+    transform, mixup = _methods(dm.stats, seed, dm.num_classes)[method]
+    dm.train.transform = transform  # built after dm: the raw-space transforms need its train stats
+    dm.collate = None if mixup is None else A.MixUpCollate(mixup, num_classes=dm.num_classes, generator=seed)
+    enc_name, enc_kw = _encoder(encoder)
+    module = SoftLabelInrClassification.from_datamodule(dm, encoder=enc_name, encoder_kwargs=enc_kw, lr=lr,
+                                                        scheduler="cosine")
+    keep = KeepBest()
+    trainer = L.Trainer(max_epochs=epochs, max_time={"seconds": budget_s}, accelerator="cpu", devices=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[keep], num_sanity_val_steps=0)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    fit_s = time.perf_counter() - t0
+    if keep.state is not None:
+        module.load_state_dict(keep.state)
+    res = trainer.test(module, datamodule=dm, verbose=False)
+    return {"encoder": encoder, "method": method, "seed": seed, "test_acc": float(res[0]["test/acc"]),
+            "best_val_acc": keep.best, "epochs": int(trainer.current_epoch), "fit_s": round(fit_s, 2),
+            "train_size": len(dm.train)}
+
+
+def bench_study(zoo_path: Path, encoders: list[str], methods: list[str], fractions: list[float], seeds: list[int],
+                epochs: int, budget_s: float, batch_size: int, lr: float) -> dict:
+    from datasets_zoo import Zoo
+
+    zoo = Zoo.open(zoo_path)
+    runs = []
+    for frac in fractions:
+        sub = _subset_zoo(zoo, frac)
+        for enc in encoders:
+            for m in methods:
+                for s in seeds:
+                    r = run_one(sub, enc, m, s, epochs, budget_s, batch_size, lr)
+                    r["train_fraction"] = frac
+                    runs.append(r)
+                    print(f"  {enc:>8} {m:>20} frac={frac:<4} seed={s}: test acc {r['test_acc']:.3f} "
+                          f"({r['epochs']} ep, {r['fit_s']:.0f} s, train {r['train_size']})", flush=True)
+    summary = []
+    for frac in fractions:
+        for enc in encoders:
+            for m in methods:
+                accs = [r["test_acc"] for r in runs if r["encoder"] == enc and r["method"] == m
+                        and r["train_fraction"] == frac]
+                summary.append({"encoder": enc, "method": m, "train_fraction": frac, "n": len(accs),
+                                "mean": float(np.mean(accs)), "std": float(np.std(accs))})
+    return {"zoo": str(zoo_path), "epochs": epochs, "budget_s_per_run": budget_s, "batch_size": batch_size,
+            "lr": lr, "seeds": seeds, "runs": runs, "summary": summary}
+
+
+def print_study(study: dict, encoders: list[str], methods: list[str], fractions: list[float]) -> None:
+    cell = {(s["encoder"], s["method"], s["train_fraction"]): s for s in study["summary"]}
+    cols = [(e, f) for f in fractions for e in encoders]
+    print("  " + f"{'method':<22}" + "".join(f"{e + ' ' + format(f, '.0%'):>18}" for e, f in cols))
+    for m in methods:
+        row = "".join(f"{100 * cell[(e, m, f)]['mean']:>11.1f} +-{100 * cell[(e, m, f)]['std']:>4.1f}" for e, f in cols)
+        print(f"  {m:<22}{row}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: small (a), one tiny (b) run on a small zoo")
+    ap.add_argument("--zoo", default="zoos/digits-inr", help="digits-inr zoo for (b) (built there if missing)")
+    ap.add_argument("--budget-s", type=float, default=None, help="(b) wall-clock limit per training run "
+                    "(default 120; quick 20)")
+    ap.add_argument("--epochs", type=int, default=None, help="(b) max epochs per run (default 40; quick 1)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="(b) seeds (default 0 1 2; quick 0)")
+    ap.add_argument("--encoders", nargs="+", default=None, help="(b) encoders (default nfn_hnp unf statnn)")
+    ap.add_argument("--methods", nargs="+", default=None, help="(b) subset of methods (default all)")
+    ap.add_argument("--fractions", type=float, nargs="+", default=None, help="(b) train fractions (default 1 0.1)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--skip-throughput", action="store_true", help="skip (a)")
+    ap.add_argument("--skip-study", action="store_true", help="skip (b)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--out", default=str(ROOT / "results" / "augment.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    out = Path(args.out)
+    results: dict = json.loads(out.read_text()) if out.exists() else {}
+    results.update({"quick": args.quick, "platform": platform.platform(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()})
+
+    if not args.skip_throughput:
+        print("(a) augmentation throughput, batch 64, digits-inr SIREN 2-16-16-1 (w0 7)")
+        rows = bench_throughput(64, repeat=3 if args.quick else 10)
+        results["throughput"] = rows
+        print(f"  {'transform':<40}{'ms/batch':>10}{'networks/s':>14}")
+        for r in rows:
+            print(f"  {r['name']:<40}{r['ms_per_batch']:>10.2f}{r['networks_per_s']:>14.0f}  {r['note']}")
+
+    if not args.skip_study:
+        try:
+            import wspace.tasks  # noqa: F401
+        except ImportError as e:
+            print(f"(b) skipped: wspace.tasks is not available ({e})")
+        else:
+            encoders = args.encoders or (["statnn"] if args.quick else ["nfn_hnp", "unf", "statnn"])
+            all_methods = ["none", "symmetry", "data_agnostic", "inr_input", "mixup_naive", "mixup_random_perm",
+                           "mixup_aligned", "combo_aligned_mixup"]
+            methods = args.methods or (["none", "combo_aligned_mixup"] if args.quick else all_methods)
+            fractions = args.fractions or ([1.0] if args.quick else [1.0, 0.1])
+            seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+            epochs = args.epochs or (1 if args.quick else 40)
+            budget = args.budget_s or (20.0 if args.quick else 120.0)
+            zoo_path = Path(args.zoo)
+            tmp = None
+            if args.quick and not zoo_path.exists():
+                tmp = tempfile.TemporaryDirectory()
+                zoo_path = Path(tmp.name) / "digits-inr-small"
+            if not zoo_path.exists():
+                from datasets_zoo.build import build_zoo
+
+                print(f"  building digits-inr ({'small' if args.quick else 'full'}) into {zoo_path}")
+                build_zoo("digits-inr", zoo_path, size="small" if args.quick else "full", progress=not args.quick)
+            print(f"(b) INR classification test accuracy (%), {len(seeds)} seed(s), zoo {zoo_path}")
+            study = bench_study(zoo_path, encoders, methods, fractions, seeds, epochs, budget, args.batch_size,
+                                args.lr)
+            print_study(study, encoders, methods, fractions)
+            results["study"] = study
+            if tmp is not None:
+                tmp.cleanup()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
