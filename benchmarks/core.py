@@ -3,12 +3,20 @@
     python benchmarks/core.py            # full sizes (1,024 networks)
     python benchmarks/core.py --quick    # smaller, for a smoke run
 
-Prints a table and writes ``benchmarks/results/core.json``.
+Prints tables and writes ``benchmarks/results/core.json``.
+
+``ws(x)`` is measured over the number of inputs N (and thread counts, ``--threads``):
+the loop over ``nn.Module``s costs a fixed Python/dispatch overhead per network and
+layer, so at small N it is overhead-bound and ``ws(x)`` wins by a wide margin; at large
+N both do the same multiply-adds and become compute-bound, so the ratio must fall. The
+table shows the achieved GFLOP/s of both sides (matmul/conv FLOPs, 2 per multiply-add)
+so that the reader sees where the ratio comes from.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -35,6 +43,20 @@ def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def best_times(fns: list[Callable[[], object]], repeat: int = 3) -> list[float]:
+    """Best wall time of each function, calls interleaved (a load spike on a shared machine
+    then hits both sides of a ratio alike), after one warm-up each."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
 def mlp_2_32_32_1() -> nn.Module:
@@ -87,24 +109,50 @@ def bench_to_graph(n: int) -> list[dict]:
     ]
 
 
-def bench_eval(n: int, make: Callable[[], nn.Module], x: torch.Tensor, label: str) -> dict:
+def flops_per_network(make: Callable[[], nn.Module], x: torch.Tensor) -> int:
+    """Matmul/conv FLOPs of one network on ``x`` (2 per multiply-add; biases and activations not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = make().eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(x)
+    return int(fc.get_total_flops())
+
+
+def bench_eval(n: int, make: Callable[[], nn.Module], in_shape: tuple[int, ...], label: str,
+               inputs: list[int], threads: list[int], repeat: int) -> list[dict]:
+    """``ws(x)`` vs a loop over ``n`` modules, for each number of shared inputs and thread count."""
     torch.manual_seed(0)
     mods = [make().eval() for _ in range(n)]
     ws = WeightSpace.from_modules(mods)
+    rows = []
+    saved = torch.get_num_threads()
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            for N in inputs:
+                x = torch.rand(N, *in_shape, generator=torch.Generator().manual_seed(N)) * 2 - 1
 
-    @torch.no_grad()
-    def naive():
-        return torch.stack([m(x) for m in mods])
+                @torch.no_grad()
+                def loop():
+                    return torch.stack([m(x) for m in mods])
 
-    @torch.no_grad()
-    def fast():
-        return ws(x)
+                @torch.no_grad()
+                def fast():
+                    return ws(x)
 
-    t_naive = best_time(naive)
-    t_fast = best_time(fast)
-    err = (naive() - fast()).abs().max().item()
-    return {"name": f"ws(x), {n} {label}, {x.shape[0]} inputs", "baseline_s": t_naive, "wspace_s": t_fast,
-            "speedup": t_naive / t_fast, "max_abs_err": err}
+                t_loop, t_ws = best_times([loop, fast], repeat)
+                err = (loop() - fast()).abs().max().item()
+                assert err < 1e-4, f"ws(x) differs from the modules by {err}"
+                gflop = n * flops_per_network(make, x) / 1e9
+                print(f"  {label}: {n} nets, N={N}, {t} thread(s): loop {t_loop * 1e3:.2f} ms, ws(x) {t_ws * 1e3:.2f} ms "
+                      f"({t_loop / t_ws:.1f}x)", flush=True)
+                rows.append({"model": label, "networks": n, "inputs": N, "threads": t, "loop_s": t_loop,
+                             "wspace_s": t_ws, "speedup": t_loop / t_ws, "gflop": gflop,
+                             "loop_gflops": gflop / t_loop, "wspace_gflops": gflop / t_ws, "max_abs_err": err})
+    finally:
+        torch.set_num_threads(saved)
+    return rows
 
 
 def bench_weight_matching(n_pairs: int) -> list[dict]:
@@ -125,22 +173,32 @@ def bench_weight_matching(n_pairs: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts for the ws(x) table")
     ap.add_argument("--out", default=str(ROOT / "results" / "core.json"))
     args = ap.parse_args()
     n = 128 if args.quick else 1024
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    repeat = 3 if args.quick else 7  # best of `repeat`: the machine may be shared
 
-    ratios = [
-        *bench_to_graph(n),
-        bench_eval(n, mlp_2_32_32_1, torch.rand(256, 2) * 2 - 1, "MLPs 2-32-32-1"),
-        bench_eval(n, mlp_2_32_32_1, torch.rand(64, 2) * 2 - 1, "MLPs 2-32-32-1 (8x8 INR grid)"),
-        bench_eval(n // 4, small_cnn, torch.rand(64, 1, 8, 8), "CNNs 1-8-16 3x3"),
+    ratios = bench_to_graph(n)
+    evals = [
+        *bench_eval(n, mlp_2_32_32_1, (2,), "MLP 2-32-32-1", [1, 16, 64, 256] + ([] if args.quick else [1024]),
+                    threads, repeat),
+        *bench_eval(n // 4, small_cnn, (1, 8, 8), "CNN 1-8-16 3x3 + GAP + 10", [1, 16, 64] + ([] if args.quick else [256]),
+                    threads, repeat),
     ]
     matching = bench_weight_matching(32 if args.quick else 256)
 
     print(f"\n{'benchmark':<44} {'naive (s)':>10} {'wspace (s)':>11} {'speed-up':>9}")
     for r in ratios:
         print(f"{r['name']:<44} {r['baseline_s']:>10.4f} {r['wspace_s']:>11.4f} {r['speedup']:>8.1f}x")
+    print(f"\nws(x) vs a loop over nn.Modules (GFLOP/s: matmul/conv FLOPs per second)")
+    print(f"{'model':<28} {'nets':>5} {'N':>5} {'thr':>3} {'loop ms':>9} {'ws ms':>8} {'speed-up':>9} "
+          f"{'loop GF/s':>10} {'ws GF/s':>8}")
+    for r in evals:
+        print(f"{r['model']:<28} {r['networks']:>5} {r['inputs']:>5} {r['threads']:>3} {r['loop_s'] * 1e3:>9.2f} "
+              f"{r['wspace_s'] * 1e3:>8.2f} {r['speedup']:>8.1f}x {r['loop_gflops']:>10.1f} {r['wspace_gflops']:>8.1f}")
     print(f"\n{'benchmark':<44} {'pairs':>6} {'seconds':>9} {'pairs/s':>9}")
     for r in matching:
         print(f"{r['name']:<44} {r['pairs']:>6} {r['seconds']:>9.3f} {r['pairs_per_s']:>9.1f}")
@@ -149,9 +207,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "processor": platform.processor() or platform.machine()},
+                    "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},  # > cpus: shared, noisy timings
         "quick": args.quick,
         "ratios": ratios,
+        "eval": evals,
         "weight_matching": matching,
         "targets": {"to_graph_speedup": 20.0, "eval_speedup": 20.0},
     }
