@@ -1,0 +1,23 @@
+"""Memorization audit of generated networks: novelty, behaviour similarity, verdicts, report.
+
+One module per job: :mod:`.distances` (chunked raw L2), :mod:`.invariants`
+(permutation-invariant lower bounds), :mod:`.search` (aligned nearest neighbours with a
+pre-filter), :mod:`.geometry` (segment / hull distances), :mod:`.behaviour` (accuracy,
+error IoU, probe agreement and divergence), :mod:`.calibrate` (thresholds and
+verdicts), :mod:`.frontier` (accuracy vs novelty against noise), :mod:`.report` and
+:mod:`.plots` (files), :mod:`.core` (:func:`audit`), :mod:`.run` (``wspace audit``).
+
+Example::
+
+    from wspace.audit import audit
+    report = audit(generated_zoo, training_zoo, task="digits:0-1-2-3-4")
+    report.verdicts[:5]        # ['novel', 'replica', ...]
+    print(report.table())
+    report.save("audit_out")   # audit.json, PNG plots, report.html
+"""
+from .calibrate import Thresholds
+from .core import audit
+from .report import AuditReport
+from .search import AlignedIndex, NearestAligned, exhaustive_nearest_aligned
+
+__all__ = ["audit", "AuditReport", "Thresholds", "AlignedIndex", "NearestAligned", "exhaustive_nearest_aligned"]

@@ -1,0 +1,314 @@
+"""``audit(generated, training, task=...)``: memorization audit of generated networks.
+
+For every generated network: the raw and permutation-aligned distance to its nearest
+training checkpoint, the distance to the convex hull / best segment of its nearest
+aligned checkpoints, and (with a classification task) its accuracy and behaviour
+similarity to the most similar training model (max error IoU, max probe agreement,
+min probe divergence). The same is measured for trivial baselines (noise at a grid of
+scales, aligned averages, a per-parameter Gaussian, aligned interpolations), for a
+subsample of the training checkpoints against the others (the published
+train-to-train reference) and for a reference spread of independent solutions that
+calibrates the verdicts (see :mod:`.calibrate`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import WeightSpaceError
+from ..space import WeightSpace
+from . import behaviour as bh
+from .calibrate import Thresholds, calibrate, label, uncalibrated
+from .distances import nearest_raw
+from .frontier import compare_to_frontier, noise_frontier
+from .geometry import gram, hull_distance, segment_distance
+from .report import AuditReport
+from .search import AlignedIndex
+
+__all__ = ["audit", "as_population"]
+
+
+def as_population(x: Any, what: str) -> tuple[WeightSpace, list[dict] | None]:
+    """A WeightSpace or a Zoo -> ``(weights, records or None)``."""
+    if isinstance(x, WeightSpace):
+        return x.detach().to("cpu"), None
+    if hasattr(x, "weights") and hasattr(x, "records"):  # datasets_zoo.Zoo (not imported: no dependency)
+        if len(x) == 0:
+            raise WeightSpaceError(f"the {what} zoo is empty", file=getattr(x, "path", None))
+        return x.weights().to("cpu"), x.records
+    raise WeightSpaceError(f"the {what} networks must be a WeightSpace or a Zoo, got {type(x).__name__}")
+
+
+def _check_spec(ws: WeightSpace, train: WeightSpace, what: str) -> None:
+    if not ws.spec.same_space(train.spec):
+        raise WeightSpaceError(
+            f"the {what} networks and the training zoo have different architectures: {what} "
+            f"[{ws.spec.describe()}; {ws.spec.num_params} parameters] vs training [{train.spec.describe()}; "
+            f"{train.spec.num_params} parameters]")
+    if len(ws) and not bool(torch.isfinite(ws.flatten()).all()):
+        bad = int((~torch.isfinite(ws.flatten()).all(1)).sum())
+        raise WeightSpaceError(f"{bad} of the {what} networks have non-finite weights")
+
+
+def _resolve_task(task: Any):
+    if task is None:
+        return None
+    if isinstance(task, str):
+        from datasets_zoo.tasks import get_task  # the bundled tasks
+
+        return get_task(task)
+    return task
+
+
+class _Auditor:
+    """Shared state: the aligned index over the training set, the probe, settings."""
+
+    def __init__(self, train: WeightSpace, probe: bh.ProbeSet | None, *, shortlist: int, keep: int, exact: bool,
+                 seed: int, log: Callable[[str], None], groups=None):
+        self.train, self.probe, self.log = train, probe, log
+        self.k, self.keep, self.exact = shortlist, keep, exact
+        t0 = time.perf_counter()
+        self.index = AlignedIndex(train, groups=groups, seed=seed)
+        self.timings = {"index": time.perf_counter() - t0}
+        self.train_flat = train.flatten().double()
+        self.train_beh = bh.behaviour(train, probe) if probe is not None else None
+
+    def _tick(self, key: str, t0: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def measure(self, ws: WeightSpace, exclude_self: torch.Tensor | None = None, runs_exclude=None,
+                behaviour: bool = True) -> dict[str, np.ndarray]:
+        """Every metric for the networks ``ws`` against the training set.
+
+        ``exclude_self``: ``[Q]`` training row of each query (itself, excluded), or None;
+        ``runs_exclude``: a callable masking keys of the query's own run.
+        """
+        excl = None
+        if exclude_self is not None:
+            N = len(self.train)
+            ids = exclude_self
+
+            def excl(pos: torch.Tensor) -> torch.Tensor:
+                m = torch.arange(N).unsqueeze(0) == ids[pos].unsqueeze(1)
+                return m | runs_exclude(pos) if runs_exclude is not None else m
+
+        t0 = time.perf_counter()
+        raw_d, raw_i = nearest_raw(ws.flatten(), self.train.flatten(), exclude=excl)
+        self._tick("raw", t0)
+        t0 = time.perf_counter()
+        res = self.index.query(ws, k=self.k, keep=self.keep, exclude=excl, exact=self.exact)
+        self._tick("aligned", t0)
+        t0 = time.perf_counter()
+        nb, valid = res.aligned_neighbors(self.train)
+        G = gram(nb, ws.flatten(), valid)
+        seg, seg_t = segment_distance(G, valid)
+        hull, _ = hull_distance(G, valid)
+        self._tick("geometry", t0)
+        out = {
+            "raw_distance": raw_d.numpy(), "raw_index": raw_i.numpy(),
+            "aligned_distance": res.distance.numpy(), "nearest_index": res.index.numpy(),
+            "segment_distance": seg.numpy(), "segment_t": seg_t.numpy(),
+            "hull_distance": torch.minimum(hull, seg).numpy(),
+            "certified": res.certified.numpy(), "alignments": res.evaluated.numpy(),
+        }
+        if behaviour and self.probe is not None:
+            t0 = time.perf_counter()
+            b = bh.behaviour(ws, self.probe)
+            bexcl = None
+            if exclude_self is not None:
+                N = len(self.train)
+                bexcl = lambda pos: torch.arange(N).unsqueeze(0) == exclude_self[pos].unsqueeze(1)  # noqa: E731
+            iou, iou_i = bh.max_error_iou(b, self.train_beh, bexcl)
+            agr, agr_i = bh.max_agreement(b, self.train_beh, bexcl)
+            div, div_i = bh.min_divergence(b, self.train_beh, bexcl)
+            out.update({
+                "accuracy": b.accuracy.double().numpy(), "errors": b.errors.sum(1).numpy(),
+                "max_error_iou": iou.numpy(), "max_error_iou_index": iou_i.numpy(),
+                "max_agreement": agr.numpy(), "max_agreement_index": agr_i.numpy(),
+                "min_divergence": div.numpy(), "min_divergence_index": div_i.numpy(),
+            })
+            self._tick("behaviour", t0)
+        return out
+
+
+def _runs_of(records: list[dict] | None, runs: Sequence | None, n: int) -> np.ndarray | None:
+    if runs is not None:
+        r = np.asarray([str(x) for x in runs], dtype=object)
+        if len(r) != n:
+            raise WeightSpaceError(f"runs has {len(r)} labels for {n} training networks")
+        return r
+    if records is None or not all("run" in rec and rec["run"] is not None for rec in records):
+        return None
+    return np.asarray([str(rec["run"]) for rec in records], dtype=object)
+
+
+def audit(
+    generated: Any,
+    training: Any,
+    task: Any = None,
+    reference: Any = None,
+    *,
+    runs: Sequence | None = None,
+    shortlist: int = 16,
+    keep: int = 8,
+    exact: bool = False,
+    max_reference: int = 256,
+    probe_size: int = 256,
+    probe_noise: float = 0.5,
+    baselines: bool = True,
+    n_baseline: int = 64,
+    noise_scales: Sequence[float] | None = None,
+    average_k: int = 16,
+    fallback_noise_scale: float = 0.05,
+    replica_factor: float = 0.25,
+    quantile: float = 0.05,
+    interpolation_ratio: float = 0.5,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> AuditReport:
+    """Audit ``generated`` networks against the ``training`` networks they were learned from.
+
+    Args:
+        generated, training, reference: a :class:`~wspace.WeightSpace` or a
+            :class:`datasets_zoo.Zoo` each, one architecture. ``reference`` (optional):
+            independently trained models, the best yardstick of novelty.
+        task: a classification task (name such as ``"digits:0-1-2-3-4"`` or a Task) for
+            accuracy and behaviour similarity; None: weight-space metrics only.
+        runs: run label per training network (default: the zoo records' ``run``); the
+            spread of independent solutions compares checkpoints of different runs.
+        shortlist: candidates aligned exactly per generated network (pre-filter).
+        keep: nearest aligned checkpoints (at most two per run when runs are known)
+            whose convex hull tests for interpolation.
+        exact: align until provably equal to the exhaustive search (slower).
+        max_reference: training checkpoints (random subsample) measured against the
+            others for the train-to-train reference and the run spread.
+        probe_size, probe_noise: the probe set (noisy test inputs) for agreement/divergence.
+        baselines: also audit the trivial baselines, ``n_baseline`` networks each.
+        noise_scales: relative noise scales (default ``generators.baselines.DEFAULT_NOISE_SCALES``).
+        average_k: checkpoints per aligned average.
+        fallback_noise_scale: noise scale giving the thresholds of an uncalibrated audit.
+        replica_factor, quantile, interpolation_ratio: verdict rules (:mod:`.calibrate`).
+        seed: everything random (subsamples, baselines, probe, weight matching order).
+        progress: called with a short message before each phase.
+
+    Returns:
+        :class:`AuditReport` with ``verdicts`` (one per generated network, in order).
+
+    Raises:
+        WeightSpaceError: architectures differ, empty inputs, non-finite weights, a task
+            that is not a classification task or whose class count differs.
+    """
+    from generators import baselines as bl  # the baselines live with the generators
+
+    log = progress or (lambda msg: None)
+    t_start = time.perf_counter()
+    gen, gen_rec = as_population(generated, "generated")
+    train, train_rec = as_population(training, "training")
+    _check_spec(train, train, "training")
+    _check_spec(gen, train, "generated")
+    ref, ref_rec = (None, None) if reference is None else as_population(reference, "reference")
+    if ref is not None:
+        _check_spec(ref, train, "reference")
+    task_obj = _resolve_task(task)
+    probe = bh.make_probe(task_obj, size=probe_size, noise=probe_noise, seed=seed) if task_obj is not None else None
+    run_labels = _runs_of(train_rec, runs, len(train))
+    n_runs = 0 if run_labels is None else len(set(run_labels.tolist()))
+    scales = tuple(bl.DEFAULT_NOISE_SCALES if noise_scales is None else noise_scales)
+    g = torch.Generator().manual_seed(seed)
+
+    log(f"indexing {len(train)} training networks")
+    A = _Auditor(train, probe, shortlist=shortlist, keep=keep, exact=exact, seed=seed, log=log,
+                 groups=run_labels.tolist() if n_runs >= 2 else None)
+
+    log(f"measuring {len(gen)} generated networks")
+    gen_m = A.measure(gen)
+
+    # ---- train-to-train reference (published: self excluded) and run spread
+    S = min(max_reference, len(train))
+    sub = torch.randperm(len(train), generator=g)[:S].sort().values
+    sub_ws = train.map(lambda t: t[sub])
+    log(f"train-to-train reference on {S} checkpoints")
+    tt = A.measure(sub_ws, exclude_self=sub, behaviour=True) if len(train) > 1 else None
+    cross = None
+    if n_runs >= 2:
+        codes = {r: i for i, r in enumerate(sorted(set(run_labels.tolist())))}
+        rc = torch.tensor([codes[r] for r in run_labels.tolist()])
+        same_run = lambda pos: rc.unsqueeze(0) == rc[sub[pos]].unsqueeze(1)  # noqa: E731
+        log("cross-run spread")
+        cross = A.measure(sub_ws, exclude_self=sub, runs_exclude=same_run, behaviour=False)
+    ref_m = None
+    if ref is not None:
+        log(f"measuring {len(ref)} reference networks")
+        ref_m = A.measure(ref)
+
+    # ---- baselines
+    base: dict[str, dict] = {}
+    if baselines and n_baseline > 0:
+        log("baselines")
+        for s in scales:
+            base[f"noise@{s:g}"] = {"kind": "noise", "scale": float(s),
+                                    "ws": bl.noise_baseline(train, n_baseline, float(s), generator=g)}
+        if len(train) > 1:
+            base["average"] = {"kind": "average", "k": min(average_k, len(train)),
+                               "ws": bl.average_baseline(train, n_baseline, average_k, generator=g)}
+            base["interpolation"] = {"kind": "interpolation", "alpha": "U(0,1)",
+                                     "ws": bl.interpolation_baseline(train, n_baseline, alpha=None, runs=run_labels,
+                                                                     generator=g)}
+        base["gaussian"] = {"kind": "gaussian", "ws": bl.gaussian_baseline(train, n_baseline, generator=g)}
+        for name, b in base.items():
+            b["metrics"] = A.measure(b.pop("ws"))
+    fallback_key = f"noise@{fallback_noise_scale:g}"
+
+    # ---- thresholds
+    if ref_m is not None:
+        th = calibrate(ref_m["aligned_distance"], "reference", replica_factor=replica_factor, quantile=quantile,
+                       interpolation_ratio=interpolation_ratio)
+    elif cross is not None and np.isfinite(cross["aligned_distance"]).any():
+        th = calibrate(cross["aligned_distance"], "runs", replica_factor=replica_factor, quantile=quantile,
+                       interpolation_ratio=interpolation_ratio)
+    else:
+        if fallback_key not in base:
+            base[fallback_key] = {"kind": "noise", "scale": float(fallback_noise_scale), "metrics": A.measure(
+                bl.noise_baseline(train, max(n_baseline, 16), float(fallback_noise_scale), generator=g))}
+        th = uncalibrated(float(np.median(base[fallback_key]["metrics"]["aligned_distance"])), fallback_noise_scale,
+                          interpolation_ratio=interpolation_ratio)
+
+    verdicts = label(gen_m["aligned_distance"], gen_m["hull_distance"], th)
+    for b in base.values():
+        b["verdicts"] = label(b["metrics"]["aligned_distance"], b["metrics"]["hull_distance"], th)
+    ref_verdicts = label(ref_m["aligned_distance"], ref_m["hull_distance"], th) if ref_m is not None else None
+
+    # ---- frontier
+    frontier: dict[str, Any] = {}
+    if probe is not None and any(b["kind"] == "noise" for b in base.values()):
+        noise = {b["scale"]: b["metrics"] for b in base.values() if b["kind"] == "noise"}
+        for axis, fn in (("aligned_distance", lambda m: m["aligned_distance"]),
+                         ("probe_disagreement", lambda m: 1.0 - m["max_agreement"])):
+            curve = noise_frontier({s: (fn(m), m["accuracy"]) for s, m in noise.items()})
+            frontier[axis] = {"curve": curve, "generated": compare_to_frontier(fn(gen_m), gen_m["accuracy"], curve),
+                              "baselines": {n: compare_to_frontier(fn(b["metrics"]), b["metrics"]["accuracy"], curve)
+                                            for n, b in base.items() if b["kind"] != "noise"}}
+
+    ids = [r.get("id") for r in train_rec] if train_rec is not None else None
+    info = {
+        "spec": train.spec.describe(), "num_params": train.spec.num_params, "n_generated": len(gen),
+        "n_training": len(train), "n_reference": 0 if ref is None else len(ref), "n_runs": n_runs,
+        "task": None if task_obj is None else task_obj.name, "train_reference_size": S,
+        "settings": {"shortlist": shortlist, "keep": keep, "exact": exact, "max_reference": max_reference,
+                     "probe_size": probe_size, "probe_noise": probe_noise, "n_baseline": n_baseline,
+                     "noise_scales": list(scales), "average_k": average_k, "seed": seed,
+                     "fallback_noise_scale": fallback_noise_scale},
+        "alignments_solved": A.index.pairs_solved, "alignments_exhaustive": len(train) * (len(gen) + S * 2),
+        "timings": {**A.timings, "total": time.perf_counter() - t_start},
+        "generated_ids": [r.get("id") for r in gen_rec] if gen_rec is not None else None,
+    }
+    report = AuditReport(
+        verdicts=verdicts, metrics=gen_m, thresholds=th, baselines=base,
+        train_reference=tt, cross_run=cross, reference=ref_m, reference_verdicts=ref_verdicts,
+        frontier=frontier, info=info, training_ids=ids,
+    )
+    report.summary = report.make_summary()
+    return report

@@ -1,0 +1,41 @@
+"""``wspace audit generated=<zoo> zoo=<zoo> task=<name> out=<dir> [reference=<zoo>]``.
+
+Optional keys (add with ``+key=value``): ``shortlist``, ``exact``, ``max_reference``,
+``n_baseline``, ``probe_size``, ``probe_noise``.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ..errors import WeightSpaceError
+
+__all__ = ["main"]
+
+_OPTIONAL = {"shortlist": int, "exact": bool, "max_reference": int, "n_baseline": int, "probe_size": int,
+             "probe_noise": float, "keep": int}
+
+
+def _open(path: Any, what: str):
+    from datasets_zoo import Zoo
+
+    if path is None or str(path) == "":
+        raise WeightSpaceError(f"{what}= must name a zoo directory")
+    return Zoo.open(str(path))
+
+
+def main(cfg: Any) -> Any:
+    """Run the audit described by ``cfg`` (keys generated, zoo, task, reference, out, seed)."""
+    from .core import audit
+
+    gen, train = _open(cfg.generated, "generated"), _open(cfg.zoo, "zoo")
+    ref = _open(cfg.reference, "reference") if cfg.get("reference") else None
+    task = cfg.get("task") or None
+    kwargs = {k: t(cfg[k]) for k, t in _OPTIONAL.items() if cfg.get(k) is not None}
+    report = audit(gen, train, task=task, reference=ref, seed=int(cfg.get("seed", 0) or 0),
+                   progress=lambda msg: print(f"[audit] {msg}", file=sys.stderr, flush=True), **kwargs)
+    paths = report.save(cfg.out)
+    print(report.table())
+    print(f"wrote {paths['json']}, {paths['html']} and " + ", ".join(str(p.name) for k, p in paths.items()
+                                                                     if k not in ("json", "html")))
+    return report
