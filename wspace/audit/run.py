@@ -1,7 +1,7 @@
 """``wspace audit generated=<zoo> zoo=<zoo> task=<name> out=<dir> [reference=<zoo>]``.
 
-Optional keys (add with ``+key=value``): ``shortlist``, ``exact``, ``max_reference``,
-``n_baseline``, ``probe_size``, ``probe_noise``.
+Optional keys (``configs/audit.yaml``; null keeps :func:`wspace.audit.audit`'s default):
+``shortlist``, ``exact``, ``keep``, ``max_reference``, ``n_baseline``, ``probe_size``, ``probe_noise``.
 """
 from __future__ import annotations
 
