@@ -9,9 +9,11 @@
     plain ``nn.Module`` + ``torch.optim`` (same init, data order and batch size).
 (b) the full ``digits-inr`` preset build: wall time, INRs, median / 5th percentile PSNR.
 (c) loading a 10,000-checkpoint native zoo into dense batches of 256 with
-    ``Zoo.weights``: throughput as a fraction of reading the same shard bytes raw (both
-    from the page cache), and peak memory (a subprocess; its RSS high-water mark above
-    the post-import baseline; memory-mapped shard pages count while they are mapped).
+    ``Zoo.weights`` (sequential and shuffled) and ``ZooDataset.loader`` (the same
+    shuffled batches): throughput as a fraction of reading the same shard bytes raw into
+    memory (both from the page cache; best of 4 alternating passes in a fresh process,
+    and the first pass on its own), and peak memory (the process's RSS high-water mark above the
+    post-import baseline; memory-mapped shard pages count while they are mapped).
 
 Prints a table and writes ``benchmarks/results/zoo.json``.
 """
@@ -242,7 +244,7 @@ import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np, torch
 from datasets_zoo.zoo import Zoo
-path, batch, mode = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+path, batch, mode, passes = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 def status_kb(key):
     with open("/proc/self/status") as f:
         for line in f:
@@ -256,28 +258,46 @@ def peak_mb():
 shards = sorted((os.path.join(path, "shards", s) for s in os.listdir(os.path.join(path, "shards"))))
 for s in shards:  # warm the page cache: both ways then read from memory
     with open(s, "rb") as f: f.read()
+if mode != "raw":
+    zoo = Zoo.open(path)
+    order = np.arange(len(zoo)) if mode == "sequential" else np.random.RandomState(0).permutation(len(zoo))
+    if mode == "loader":  # ZooDataset.loader over every checkpoint, fed the shuffled batches above
+        ds = zoo.dataset("train", split_by="id", fractions=(1.0, 0.0, 0.0))
+        assert (ds.indices == np.arange(len(zoo))).all()
+        loader = ds.loader(batch_size=batch, sampler=order.tolist())
 base = rss_kb()
+file_base = status_kb("RssFile")
 try:  # reset the high-water mark so that the peak is the loading's own (Linux >= 4.0)
     with open("/proc/self/clear_refs", "w") as f: f.write("5")
 except OSError:
     pass
-if mode == "raw":
-    t0 = time.perf_counter(); n = 0
+def raw_pass():
+    n = 0
     for s in shards:
         with open(s, "rb") as f:
             n += len(f.read())
-    dt = time.perf_counter() - t0
-    print(json.dumps({"seconds": dt, "bytes": n, "peak_rss_above_base_mb": peak_mb()}))
-else:
-    zoo = Zoo.open(path)
-    order = np.arange(len(zoo)) if mode == "sequential" else np.random.RandomState(0).permutation(len(zoo))
-    t0 = time.perf_counter(); n = 0; checksum = 0.0
-    for i in range(0, len(zoo), batch):
-        ws = zoo.weights(order[i:i + batch])
+    return n
+def one_pass():
+    n = 0; checksum = 0.0
+    if mode == "raw":
+        return raw_pass()
+    batches = (zoo.weights(order[i:i + batch]) for i in range(0, len(zoo), batch)) if mode != "loader" \
+        else (ws for ws, _ in loader)
+    for ws in batches:
         n += sum(t.numel() * t.element_size() for t in ws.tensors)
         checksum += float(ws.tensors[0][:, 0].sum())
-    dt = time.perf_counter() - t0
-    print(json.dumps({"seconds": dt, "bytes": n, "peak_rss_above_base_mb": peak_mb()}))
+    return n
+# the first pass also pays for opening shards, first-touch page faults and the NaN / inf checks
+t0 = time.perf_counter(); n = one_pass(); times = [time.perf_counter() - t0]
+peak = peak_mb()  # of this mode's own reads (the raw passes below would add their buffers)
+raw_times = []
+for _ in range(passes - 1):  # then raw and zoo passes alternate: both see the same machine load
+    if mode != "raw":
+        t0 = time.perf_counter(); raw_n = raw_pass(); raw_times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter(); n = one_pass(); times.append(time.perf_counter() - t0)
+print(json.dumps({"first_seconds": times[0], "seconds": min(times), "bytes": n, "peak_rss_above_base_mb": peak,
+                  "raw_seconds": min(raw_times) if raw_times else None, "raw_bytes": raw_n if raw_times else None,
+                  "mapped_file_mb_at_end": (status_kb("RssFile") - file_base) / 1024}))
 """
 
 
@@ -297,31 +317,48 @@ def _make_loading_zoo(path: Path, n: int, shard: int) -> int:
     return spec.num_params * 4
 
 
-def bench_loading(n: int, work: Path, batch: int = 256, shard: int = 256) -> list[dict]:
+def bench_loading(n: int, work: Path, batch: int = 256, shard: int = 256, passes: int = 5,
+                  repeats: int = 3) -> list[dict]:
+    """Zoo reads vs raw reads of the same shard files. Per mode, ``repeats`` fresh processes
+    each run a first zoo pass, then ``passes - 1`` raw and zoo passes alternately (so
+    that both see the same load on a shared machine); the process with the best zoo/raw
+    ratio is kept. First passes are compared with the first pass of raw-only processes."""
     path = work / "loading-zoo"
     ckpt_bytes = _make_loading_zoo(path, n, shard)
 
     def run(mode: str) -> dict:
         best = None
-        for _ in range(3):
-            res = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, str(ROOT.parent), str(path), str(batch), mode],
-                                 capture_output=True, text=True, check=True)
+        for _ in range(repeats):
+            res = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, str(ROOT.parent), str(path), str(batch), mode,
+                                  str(passes)], capture_output=True, text=True, check=True)
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            best = r if best is None or r["seconds"] < best["seconds"] else best
+            if best is not None:  # the best pass and the best first pass, each over the processes
+                r["first_seconds"] = min(r["first_seconds"], best["first_seconds"])
+            if best is not None and mode != "raw":  # compare within one process: same load for both
+                better = r["seconds"] / r["raw_seconds"] < best["seconds"] / best["raw_seconds"]
+            else:
+                better = best is None or r["seconds"] < best["seconds"]
+            best = r if better else {**best, "first_seconds": r["first_seconds"]}
         return best
 
     raw = run("raw")
     rows = []
-    for mode in ("sequential", "shuffled"):
+    for mode, what in (("sequential", "Zoo.weights, sequential"), ("shuffled", "Zoo.weights, shuffled"),
+                       ("loader", "ZooDataset.loader, the same shuffled")):
         r = run(mode)
-        raw_bps = raw["bytes"] / raw["seconds"]
         bps = r["bytes"] / r["seconds"]
+        same_process_raw_bps = r["raw_bytes"] / r["raw_seconds"]
         rows.append({
-            "name": f"load {n} checkpoints ({ckpt_bytes / 1024:.1f} KiB each) in {mode} batches of {batch}",
-            "checkpoints": n, "zoo_MB_per_s": bps / 2**20, "raw_read_MB_per_s": raw_bps / 2**20,
-            "fraction_of_raw": bps / raw_bps, "checkpoints_per_s": n / r["seconds"],
-            "peak_rss_above_base_MB": r["peak_rss_above_base_mb"], "zoo_bytes_MB": r["bytes"] / 2**20,
-            "raw_peak_rss_above_base_MB": raw["peak_rss_above_base_mb"],
+            "name": f"load {n} checkpoints ({ckpt_bytes / 1024:.1f} KiB each): {what} batches of {batch}",
+            "checkpoints": n, "zoo_MB_per_s": bps / 2**20, "raw_read_MB_per_s": same_process_raw_bps / 2**20,
+            # best zoo pass vs best raw pass, alternating in one process
+            "fraction_of_raw": bps / same_process_raw_bps, "checkpoints_per_s": n / r["seconds"],
+            # the first pass of a fresh process (shard headers parsed, memory maps faulted in,
+            # every row checked for NaN / inf) vs the first raw pass of a fresh process
+            "first_pass_fraction_of_raw": (r["bytes"] / r["first_seconds"]) / (raw["bytes"] / raw["first_seconds"]),
+            "peak_rss_above_base_MB": r["peak_rss_above_base_mb"],
+            "mapped_shard_pages_MB_at_end": r["mapped_file_mb_at_end"], "zoo_bytes_MB": r["bytes"] / 2**20,
+            "raw_peak_rss_above_base_MB": raw["peak_rss_above_base_mb"], "passes": passes,
         })
     return rows
 
@@ -388,11 +425,15 @@ def main() -> None:
     if not args.skip_loading:
         results["loading"] = bench_loading(n_ckpt, work)
         print("\n(c) loading")
-        print(f"    {'':60s} {'MB/s':>8s} {'raw MB/s':>9s} {'of raw':>7s} {'ckpt/s':>9s} {'peak MB':>8s}")
+        print(f"    {'':86s} {'MB/s':>6s} {'raw MB/s':>8s} {'of raw':>6s} {'1st pass':>8s} {'ckpt/s':>8s} "
+              f"{'peak MB':>7s} {'mapped':>6s}")
         for r in results["loading"]:
-            print(f"    {r['name']:60s} {r['zoo_MB_per_s']:8.0f} {r['raw_read_MB_per_s']:9.0f} "
-                  f"{r['fraction_of_raw']:7.2f} {r['checkpoints_per_s']:9.0f} {r['peak_rss_above_base_MB']:8.1f}")
-        print(f"    (zoo data {results['loading'][0]['zoo_bytes_MB']:.1f} MB; target >= 0.50 of raw)")
+            print(f"    {r['name']:86s} {r['zoo_MB_per_s']:6.0f} {r['raw_read_MB_per_s']:8.0f} "
+                  f"{r['fraction_of_raw']:6.2f} {r['first_pass_fraction_of_raw']:8.2f} {r['checkpoints_per_s']:8.0f} "
+                  f"{r['peak_rss_above_base_MB']:7.1f} {r['mapped_shard_pages_MB_at_end']:6.1f}")
+        print(f"    (zoo data {results['loading'][0]['zoo_bytes_MB']:.1f} MB; target >= 0.50 of raw; best of "
+              f"{results['loading'][0]['passes'] - 1} passes alternating with raw ones, and the first pass of a fresh "
+              "process; peak MB counts mapped shard pages)")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(f"\nwrote {out}")

@@ -14,9 +14,11 @@
   ``DataLoader`` with :func:`collate_dense` (or ``dataset.loader(...)``) gives
   ``(WeightSpace with B=batch, target [batch])``. ``representation="graph"`` gives PyG
   ``Data`` (``wspace.graph.to_graph``) with ``y``; use ``torch_geometric.loader.DataLoader``.
-* **Batched reads.** The dataset implements ``__getitems__``, so a ``DataLoader`` fetches
-  a batch with one ``zoo.weights(indices)`` call (one gather per shard) instead of one
-  read per network; transforms receive the whole batch as one ``WeightSpace``.
+* **Batched reads.** ``dataset.loader(...)`` (dense) samples batches of indices and reads
+  each with one ``zoo.weights(indices)`` call straight into the batch (``dataset.batch``);
+  a plain ``DataLoader`` with :func:`collate_dense` also reads once per batch (through
+  ``__getitems__``) but then splits and re-stacks it. Transforms receive the whole batch
+  as one ``WeightSpace``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
@@ -281,6 +283,15 @@ class ZooDataset(Dataset):
             ws = self.transform(ws)
         return ws
 
+    def batch(self, idxs: Sequence[int] | np.ndarray) -> tuple[WeightSpace, torch.Tensor | None]:
+        """``(WeightSpace with B = len(idxs), targets [B] or None)``: one batched zoo read,
+        no per-network objects (what ``loader`` yields for dense datasets)."""
+        pos = np.asarray(idxs, dtype=np.int64).reshape(-1)
+        if pos.size == 0:
+            raise WeightSpaceError("empty batch")
+        ws = self.weights(pos)
+        return ws, None if self.targets is None else self.targets[torch.from_numpy(pos)]
+
     def __getitems__(self, idxs: Sequence[int]) -> list:
         """A list of items read with one batched zoo read (used by ``DataLoader``)."""
         idxs = list(idxs)
@@ -304,16 +315,43 @@ class ZooDataset(Dataset):
         return self.__getitems__([int(i) % len(self)])[0]
 
     def loader(self, batch_size: int = 32, shuffle: bool | None = None, **kwargs: Any) -> DataLoader:
-        """A ``DataLoader`` with the right collation (dense: :func:`collate_dense`; graph: PyG).
+        """A ``DataLoader`` over this dataset.
 
-        ``shuffle`` defaults to True for the train split.
+        Dense: a batch sampler hands each batch's indices to :meth:`batch`, so a batch is
+        one zoo read straight into ``(WeightSpace [batch], targets [batch])``, shuffled or
+        not (no per-network items, no collation copy). Graph: PyG's loader. ``shuffle``
+        defaults to True for the train split; ``drop_last``, ``generator``, ``sampler``
+        and the other ``DataLoader`` arguments (``num_workers``, ...) are passed on.
         """
         shuffle = self.split == "train" if shuffle is None else shuffle
         if self.representation == "graph":
             from torch_geometric.loader import DataLoader as GraphLoader
 
             return GraphLoader(self, batch_size=batch_size, shuffle=shuffle, **kwargs)
-        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_dense, **kwargs)
+        sampler = kwargs.pop("sampler", None)
+        generator = kwargs.pop("generator", None)
+        if sampler is None:
+            sampler = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        batches = BatchSampler(sampler, batch_size, drop_last=kwargs.pop("drop_last", False))
+        return DataLoader(_DenseBatches(self), sampler=batches, batch_size=None, collate_fn=_as_is,
+                          generator=generator, **kwargs)
+
+
+class _DenseBatches(Dataset):
+    """``ds.batch(indices)`` as a map-style dataset keyed by index lists (for a batch sampler)."""
+
+    def __init__(self, ds: ZooDataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, idxs: Sequence[int]) -> tuple[WeightSpace, torch.Tensor | None]:
+        return self.ds.batch(idxs)
+
+
+def _as_is(batch: Any) -> Any:  # module level, so that worker processes can pickle it
+    return batch
 
 
 def collate_dense(items: Sequence[tuple[WeightSpace, torch.Tensor | None]]) -> tuple[WeightSpace, torch.Tensor | None]:

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import mmap
 import os
 import re
 import warnings
@@ -78,6 +80,7 @@ SHARDS = "shards"
 _LOCK = ".writer.lock"
 _SHARD_RE = re.compile(r"^shard-(\d+)\.safetensors$")
 _RESERVED = ("spec_id", "shard", "row")
+_HAVE_PREADV = hasattr(os, "preadv")
 
 def is_native_zoo(path: str | os.PathLike) -> bool:
     """True if ``path`` is a directory with a native ``zoo.json``."""
@@ -92,7 +95,12 @@ def is_native_zoo(path: str | os.PathLike) -> bool:
 
 
 class _ShardReader:
-    """Memory-mapped rows of one shard: ``read(rows)`` copies only the requested rows."""
+    """One shard: its validated layout, a file descriptor for ``preadv`` of row runs and,
+    on first need, a read-only memory map for gathering scattered rows."""
+
+    _fd: int | None = None  # class defaults: __del__ runs even when __init__ raised
+    _map: tuple[mmap.mmap, int] | None = None
+    _arrays: list[np.ndarray] | None = None
 
     def __init__(self, path: Path, spec: WeightSpaceSpec):
         self.path = path
@@ -101,40 +109,90 @@ class _ShardReader:
         if missing:
             raise WeightSpaceError(f"shard lacks the spec's key(s) {missing}", file=path, tensor=missing[0])
         n = None
+        layout = []
         for p in spec.params:
-            shape = tuple(info[p.key]["shape"])
+            d = info[p.key]
+            shape = tuple(d["shape"])
             if shape[1:] != p.shape or (n is not None and shape[0] != n):
                 raise WeightSpaceError(f"has shape {shape}, expected [n, {', '.join(map(str, p.shape))}]",
                                        file=path, tensor=p.key)
             n = shape[0]
-        self.n = n
-        self._mm = np.memmap(path, dtype=np.uint8, mode="r")
-        self._arrays = []
-        for p in spec.params:
-            d = info[p.key]
             dtype = _NP_DTYPES[d["dtype"]]
-            b, e = d["data_offsets"]
-            arr = np.frombuffer(self._mm, dtype=dtype, count=(e - b) // dtype.itemsize, offset=start + b)
-            self._arrays.append((p.key, d["dtype"], arr.reshape(d["shape"])))
+            # (tag, numpy dtype, per-row shape, bytes per row)
+            layout.append((d["dtype"], dtype, shape[1:], math.prod(shape[1:]) * dtype.itemsize))
+        self.n = n
+        self.layout = layout
+        self.tags = tuple(t for t, *_ in layout)
+        self.row_bytes = tuple(rb for *_, rb in layout)
+        # file offset of row 0 of each tensor (read_safetensors_header checked they lie in the file)
+        self.offsets = tuple(start + info[p.key]["data_offsets"][0] for p in spec.params)
+
+    def fd(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as e:
+                raise WeightSpaceError(f"cannot open shard: {e}", file=self.path) from e
+        return self._fd
+
+    def mapping(self) -> tuple[mmap.mmap, int]:
+        """The shard's read-only memory map and its address (mapped on first call).
+
+        Callers hold the returned map object while they use the address: dropping the
+        reader (cache eviction) then cannot unmap memory that is still being read.
+        """
+        if self._map is None:
+            try:
+                with open(self.path, "rb") as f:
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as e:
+                raise WeightSpaceError(f"cannot map shard: {e}", file=self.path) from e
+            self._map = (mm, np.frombuffer(mm, dtype=np.uint8).__array_interface__["data"][0])
+        return self._map
+
+    def arrays(self) -> list[np.ndarray]:
+        """``[n, *shape]`` read-only views of the shard's tensors (over the memory map)."""
+        if self._arrays is None:
+            mm, _ = self.mapping()
+            self._arrays = [np.frombuffer(mm, dtype=dt, count=self.n * rb // dt.itemsize, offset=off)
+                            .reshape(self.n, *shape) for (_, dt, shape, rb), off in zip(self.layout, self.offsets)]
+        return self._arrays
 
     def gather(self, rows: np.ndarray, out: list[np.ndarray], pos: np.ndarray) -> None:
-        """Copy shard rows ``rows`` into ``out[k][pos]`` (numpy fancy indexing touches only those rows)."""
-        if rows.size and (rows.min() < 0 or rows.max() >= self.n):
-            raise WeightSpaceError(f"manifest row index {int(rows.max())} is out of range for a shard of {self.n} rows",
-                                   file=self.path)
-        def run(idx: np.ndarray) -> bool:
-            return idx.size > 0 and int(idx[-1]) - int(idx[0]) == idx.size - 1 and bool((np.diff(idx) == 1).all())
+        """Copy shard rows ``rows`` into ``out[k][pos]``."""
+        for o, arr in zip(out, self.arrays()):
+            o[pos] = arr[rows]
 
-        # one copy where possible: contiguous rows are a slice, a contiguous destination takes np.take(out=)
-        dst = slice(int(pos[0]), int(pos[-1]) + 1) if run(pos) else None
-        src = slice(int(rows[0]), int(rows[-1]) + 1) if run(rows) else None
-        for o, (_, _, arr) in zip(out, self._arrays):
-            if dst is not None and src is not None:
-                o[dst] = arr[src]
-            elif dst is not None:
-                np.take(arr, rows, axis=0, out=o[dst])
-            else:
-                o[pos] = arr[rows]
+    def read_run(self, first: int, out: list[np.ndarray], dst: slice) -> None:
+        """Copy rows ``first, first + 1, ...`` into ``out[k][dst]``: one ``preadv`` per tensor,
+        the same kernel copy as a plain ``read`` (no page faults, no mapped pages kept)."""
+        fd = self.fd()
+        for o, off, rb in zip(out, self.offsets, self.row_bytes):
+            buf = o[dst]
+            got = os.preadv(fd, [buf], off + first * rb)
+            if got != buf.nbytes:
+                raise WeightSpaceError(f"truncated shard: read {got} of {buf.nbytes} bytes", file=self.path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        self._map = self._arrays = None  # unmapped once no batch in progress holds the map
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        self.close()
+
+
+class _AddressSpan:
+    """``__array_interface__`` of a byte matrix over raw addresses: row ``i`` is the
+    ``row_bytes`` bytes starting at address ``lo + i``. Indexing it with byte offsets
+    gathers rows from several memory maps in one numpy call; only the indexed rows are
+    read, and every offset used points into a live map (see ``NativeSource._gather``)."""
+
+    def __init__(self, lo: int, hi: int, row_bytes: int):
+        self.__array_interface__ = {"data": (lo, True), "shape": (hi - lo - row_bytes + 1, row_bytes),
+                                    "strides": (1, 1), "typestr": "|u1", "version": 3}
 
 
 # --------------------------------------------------------------------------- zoo.json / manifest
@@ -209,10 +267,18 @@ def _line_length(manifest: Path, offsets: list[int]) -> int:
 # --------------------------------------------------------------------------- reader
 class NativeSource(ZooSource):
     """Reads a native zoo lazily: opening parses ``zoo.json`` and the manifest only;
-    shards are memory-mapped on first use (a bounded cache of open shards)."""
+    a shard's header is read on first use (a bounded cache of open shards).
+
+    ``read`` copies each byte once: long runs of consecutive rows with one ``preadv``
+    per tensor straight into the batch, scattered rows (shuffled batches) with one
+    gather per tensor over the shards' memory maps. Every row is checked for NaN /
+    infinity (one sum per floating tensor screens a batch) the first time this source
+    reads it.
+    """
 
     format = "native"
     max_open_shards = 64
+    few_shards = 8  # scattered rows from at most this many shards: one gather per shard
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
@@ -243,55 +309,120 @@ class NativeSource(ZooSource):
         self.shard_names = shard_names
         self.shard_of = codes
         self.row_in_shard = np.fromiter((r["row"] for r in rows), dtype=np.int64, count=len(rows))
+        # per shard, the row range the manifest uses: checked once when the shard is opened
+        self._row_lo = np.full(len(shard_names), np.iinfo(np.int64).max, dtype=np.int64)
+        self._row_hi = np.full(len(shard_names), -1, dtype=np.int64)
+        np.minimum.at(self._row_lo, codes, self.row_in_shard)
+        np.maximum.at(self._row_hi, codes, self.row_in_shard)
+        # (shard, row) as one key; + 2 so that consecutive keys never join two shards
+        self._stride = int(self._row_hi.max()) + 2 if len(rows) else 1
+        self._tags: dict[str, tuple[str, ...]] = {}
         self._readers: "OrderedDict[int, _ShardReader]" = OrderedDict()
+        # rows already found finite by this source: listed shards are immutable (written
+        # once, atomically), so later reads of the same bytes need no second check
+        self._finite = np.zeros(len(rows), dtype=bool)
 
-    def __getstate__(self) -> dict:  # DataLoader workers re-open their own memory maps
+    def __getstate__(self) -> dict:  # DataLoader workers re-open their own files
         state = self.__dict__.copy()
         state["_readers"] = OrderedDict()
         return state
 
-    def _reader(self, code: int, spec: WeightSpaceSpec) -> _ShardReader:
+    def _reader(self, code: int, spec_id: str) -> _ShardReader:
         r = self._readers.get(code)
-        if r is None:
-            r = _ShardReader(self.path / SHARDS / self.shard_names[code], spec)
-            self._readers[code] = r
-            while len(self._readers) > self.max_open_shards:
-                self._readers.popitem(last=False)
-        else:
+        if r is not None:
             self._readers.move_to_end(code)
+            return r
+        r = _ShardReader(self.path / SHARDS / self.shard_names[code], self.specs[spec_id])
+        lo, hi = int(self._row_lo[code]), int(self._row_hi[code])
+        if lo < 0 or hi >= r.n:
+            raise WeightSpaceError(f"manifest row index {hi if hi >= r.n else lo} is out of range for a shard of "
+                                   f"{r.n} rows", file=r.path)
+        tags = self._tags.setdefault(spec_id, r.tags)
+        if r.tags != tags:
+            raise WeightSpaceError(f"stores {list(r.tags)} tensors but other shards of spec {spec_id} store "
+                                   f"{list(tags)}", file=r.path)
+        self._readers[code] = r
+        while len(self._readers) > self.max_open_shards:
+            self._readers.popitem(last=False)[1].close()
         return r
 
     def read(self, rows: np.ndarray) -> WeightSpace:
         rows = np.asarray(rows, dtype=np.int64)
-        spec = self.specs[self.spec_ids[int(self.spec_codes[rows[0]])]]
+        B = len(rows)
+        spec_id = self.spec_ids[int(self.spec_codes[rows[0]])]
+        spec = self.specs[spec_id]
         shard = self.shard_of[rows]
         local = self.row_in_shard[rows]
-        out: list[np.ndarray] | None = None
-        tags: list[str] = []
-        order = np.argsort(shard, kind="stable")
-        codes, starts = np.unique(shard[order], return_index=True)
-        bounds = np.append(starts, len(rows))
-        for code, a, b in zip(codes.tolist(), bounds[:-1], bounds[1:]):  # one gather per shard
-            pos = order[a:b]
-            reader = self._reader(code, spec)
-            if out is not None and [tag for _, tag, _ in reader._arrays] != tags:
-                raise WeightSpaceError(f"stores {[tag for _, tag, _ in reader._arrays]} tensors but other shards of "
-                                       f"spec {self.spec_ids[int(self.spec_codes[rows[0]])]} store {tags}",
-                                       file=reader.path)
-            if out is None:
-                tags = [tag for _, tag, _ in reader._arrays]
-                out = [np.empty((len(rows), *arr.shape[1:]), dtype=arr.dtype) for _, _, arr in reader._arrays]
-            reader.gather(local[pos], out, pos)
-        tensors = []
-        for p, o, tag in zip(spec.params, out, tags):
-            if o.dtype.kind == "f" and not np.isfinite(o).all():  # one vectorized check per tensor
-                bad = int(np.flatnonzero(~np.isfinite(o.reshape(len(rows), -1)).all(1))[0])
-                raise WeightSpaceError(
-                    f"contains non-finite values (checkpoint '{self.records[int(rows[bad])]['id']}')",
-                    file=self.path / SHARDS / self.shard_names[int(shard[bad])], tensor=p.key)
-            t = torch.from_numpy(o)
-            tensors.append(t.view(torch.bfloat16) if tag == "BF16" else t)
+        # runs of consecutive rows of one shard, in the requested order (the key leaves a
+        # gap between shards, so that no run crosses one)
+        key = shard * self._stride + local
+        cuts = np.flatnonzero(key[1:] - key[:-1] != 1) + 1
+        if _HAVE_PREADV and len(cuts) < max(1, B // 8):  # long runs: a few preadv calls
+            out = self._read_runs(spec_id, shard, local, [0, *cuts.tolist()], B)
+        else:  # scattered rows (shuffled batches)
+            out = self._gather(spec_id, shard, local)
+        tensors = [torch.from_numpy(o) for o in out]
+        tensors = [t.view(torch.bfloat16) if tag == "BF16" else t for t, tag in zip(tensors, self._tags[spec_id])]
+        if not self._finite[rows].all():
+            for p, t in zip(spec.params, tensors):
+                if t.is_floating_point():
+                    self._check_finite(t, p.key, rows, shard)
+            self._finite[rows] = True
         return WeightSpace(spec, tensors)
+
+    def _read_runs(self, spec_id: str, shard: np.ndarray, local: np.ndarray, starts: list[int],
+                   B: int) -> list[np.ndarray]:
+        codes = shard[starts].tolist()
+        # open (and validate) every shard before copying anything; held here, so that a
+        # batch spanning more than max_open_shards shards reads each through one reader
+        readers = {c: self._reader(c, spec_id) for c in codes}
+        out = [np.empty((B, *shape), dtype=dt) for _, dt, shape, _ in readers[codes[0]].layout]
+        for code, a, b, first in zip(codes, starts, starts[1:] + [B], local[starts].tolist()):
+            readers[code].read_run(first, out, slice(a, b))
+        return out
+
+    def _gather(self, spec_id: str, shard: np.ndarray, local: np.ndarray) -> list[np.ndarray]:
+        """Rows from any shards in any order. From a few shards: one fancy index per shard
+        and tensor. From many (shuffled batches): one fancy index per tensor over the
+        address span of all their memory maps, so the Python work does not grow with the
+        number of shards."""
+        codes, inv = np.unique(shard, return_inverse=True)
+        readers = [self._reader(c, spec_id) for c in codes.tolist()]
+        if len(readers) <= self.few_shards:
+            B = len(local)
+            out = [np.empty((B, *shape), dtype=dt) for _, dt, shape, _ in readers[0].layout]
+            order = np.argsort(inv, kind="stable")
+            bounds = np.searchsorted(inv[order], np.arange(len(readers) + 1)).tolist()
+            for r, a, b in zip(readers, bounds[:-1], bounds[1:]):
+                r.gather(local[order[a:b]], out, order[a:b])
+            return out
+        maps = [r.mapping() for r in readers]  # held until the copies are done
+        base = np.fromiter((addr for _, addr in maps), dtype=np.int64, count=len(maps))
+        lo = int(base.min())
+        hi = int(max(addr + len(mm) for mm, addr in maps))
+        # byte address (minus lo) of row 0 of each tensor, per row of the batch
+        row0 = (base[:, None] - lo + np.array([r.offsets for r in readers], dtype=np.int64))[inv]
+        out = []
+        for k, (_, dt, shape, rb) in enumerate(readers[0].layout):
+            rows = np.asarray(_AddressSpan(lo, hi, rb))[row0[:, k] + local * rb]  # [B, rb] bytes, a new array
+            out.append(rows.view(dt).reshape(len(local), *shape))
+        del maps
+        return out
+
+    def _check_finite(self, t: torch.Tensor, key: str, rows: np.ndarray, shard: np.ndarray) -> None:
+        """Raise, naming the shard, tensor and checkpoint, if ``t`` holds a NaN or an infinity.
+
+        One sum decides the common case: a NaN or infinity makes the sum non-finite. A
+        non-finite sum of finite values (overflow) only triggers the exact check below.
+        """
+        if math.isfinite(float(t.sum(dtype=torch.float32 if t.element_size() < 4 else None))):
+            return
+        bad = torch.nonzero(~torch.isfinite(t.reshape(len(t), -1)).all(1)).flatten()
+        if len(bad):
+            b = int(bad[0])
+            raise WeightSpaceError(
+                f"contains non-finite values (checkpoint '{self.records[int(rows[b])]['id']}')",
+                file=self.path / SHARDS / self.shard_names[int(shard[b])], tensor=key)
 
 
 # --------------------------------------------------------------------------- writer

@@ -35,6 +35,11 @@ _MISSING = object()
 
 def _as_indices(indices: Any, n: int) -> np.ndarray:
     """Positions ``[k]`` (int64) from an int, slice, range, sequence, bool mask, array or tensor."""
+    if isinstance(indices, np.ndarray) and indices.dtype == np.int64 and indices.ndim == 1 and indices.size:
+        lo, hi = int(indices.min()), int(indices.max())  # the batch fast path: no conversion
+        if lo < -n or hi >= n:
+            raise IndexError(f"index out of range for a zoo of {n} checkpoints")
+        return indices if lo >= 0 else np.where(indices < 0, indices + n, indices)
     if indices is None:
         return np.arange(n, dtype=np.int64)
     if isinstance(indices, slice):
@@ -240,7 +245,7 @@ class Zoo:
             raise WeightSpaceError("no checkpoint selected", file=self.path)
         rows = self._index[pos]
         codes = self._source.spec_codes[rows]
-        if (codes != codes[0]).any():
+        if len(self._source.spec_ids) > 1 and (codes != codes[0]).any():
             names = sorted({self._source.spec_ids[c] for c in np.unique(codes)})
             raise WeightSpaceError(f"the selected checkpoints mix architectures {names}; select one spec_id",
                                    file=self.path)
