@@ -297,12 +297,18 @@ class MixUpCollate:
         self.p = float(p)
         self._rng = Transform(generator)  # reuse the worker-safe generator handling
 
-    def __call__(self, items: Sequence[tuple]) -> tuple[WeightSpace, torch.Tensor | None]:
+    def __call__(self, items: Sequence[tuple] | tuple[WeightSpace, torch.Tensor | None]
+                 ) -> tuple[WeightSpace, torch.Tensor | None]:
+        """Mix a list of items, or an already collated batch ``(ws, y)`` (the batch hook of
+        :class:`wspace.tasks.ZooDataModule`, whose loaders read whole batches)."""
         indices = None
-        if items and len(items[0]) == 3:
-            indices = torch.tensor([int(it[2]) for it in items])
-            items = [(it[0], it[1]) for it in items]
-        ws, y = self.base_collate(items)
+        if isinstance(items, tuple) and len(items) == 2 and isinstance(items[0], WeightSpace):
+            ws, y = items
+        else:
+            if items and len(items[0]) == 3:
+                indices = torch.tensor([int(it[2]) for it in items])
+                items = [(it[0], it[1]) for it in items]
+            ws, y = self.base_collate(items)
         B = len(ws)
         g = self._rng.generator
         order = torch.randperm(B, generator=g)

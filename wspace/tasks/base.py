@@ -1,0 +1,125 @@
+"""Shared parts of the task ``LightningModule`` s: encoder construction, optimizer, hparams.
+
+The ``wspace.nn`` encoders stay plain ``nn.Module`` s; a task module owns one as
+``self.encoder`` and adds the loss, the metrics and the optimizer. Hyperparameters are
+saved as primitive types only (the spec as JSON), so Lightning checkpoints load with
+``torch.load(weights_only=True)`` and ``Task.load_from_checkpoint(path)`` rebuilds the model.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+from torch import nn
+
+from wspace.errors import WeightSpaceError
+from wspace.spec import WeightSpaceSpec
+
+__all__ = ["WeightSpaceTask", "build_encoder", "build_equivariant", "as_spec", "plain"]
+
+
+def as_spec(spec: WeightSpaceSpec | str) -> WeightSpaceSpec:
+    """A spec from a spec or its JSON."""
+    return spec if isinstance(spec, WeightSpaceSpec) else WeightSpaceSpec.from_json(spec)
+
+
+def plain(x: Any) -> Any:
+    """``x`` as plain Python containers (OmegaConf nodes, tuples -> dict / list)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(x, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(x, resolve=True)
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        pass
+    if isinstance(x, Mapping):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def _registry(equivariant: bool) -> dict:
+    from wspace.nn import ENCODERS, EQUIVARIANT_ENCODERS
+
+    return EQUIVARIANT_ENCODERS if equivariant else ENCODERS
+
+
+def build_encoder(name: str, spec: WeightSpaceSpec, out_features: int, **kwargs: Any) -> nn.Module:
+    """``ENCODERS[name](spec, out_features=out_features, **kwargs)``; unknown names and
+    bad arguments raise :class:`WeightSpaceError`."""
+    reg = _registry(False)
+    if name not in reg:
+        raise WeightSpaceError(f"unknown encoder '{name}'; available: {', '.join(sorted(reg))}")
+    try:
+        return reg[name](spec, out_features=out_features, **kwargs)
+    except TypeError as e:
+        raise WeightSpaceError(f"encoder '{name}': bad arguments {sorted(kwargs)}: {e}") from e
+
+
+def build_equivariant(name: str, spec: WeightSpaceSpec, **kwargs: Any) -> tuple[nn.Module, list[str]]:
+    """``EQUIVARIANT_ENCODERS[name](spec, **kwargs)``, dropping keyword arguments the
+    equivariant variant does not take (e.g. the invariant head's ``head_hidden``).
+
+    Returns the module and the names of the dropped arguments.
+    """
+    reg = _registry(True)
+    if name not in reg:
+        raise WeightSpaceError(f"encoder '{name}' has no equivariant (weight -> weight) version; "
+                               f"choose from: {', '.join(sorted(reg))}")
+    cls = reg[name]
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        keep, dropped = dict(kwargs), []
+    else:
+        keep = {k: v for k, v in kwargs.items() if k in params}
+        dropped = sorted(set(kwargs) - set(keep))
+    try:
+        return cls(spec, **keep), dropped
+    except TypeError as e:
+        raise WeightSpaceError(f"equivariant encoder '{name}': bad arguments {sorted(keep)}: {e}") from e
+
+
+class WeightSpaceTask(L.LightningModule):
+    """Base class: AdamW (+ optional cosine decay over the run's steps) and hparam saving.
+
+    Subclasses call ``self._save(locals())`` first in ``__init__`` (all init arguments
+    must be primitive or a spec), then build ``self.encoder``.
+    """
+
+    def _save(self, args: dict) -> None:
+        hp = {k: v for k, v in args.items() if k not in ("self", "__class__")}
+        if "spec" in hp:
+            hp["spec"] = as_spec(hp["spec"]).to_json()
+        self.save_hyperparameters(plain(hp))
+
+    @property
+    def spec(self) -> WeightSpaceSpec:
+        return as_spec(self.hparams.spec)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters of the model."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.parameters(), lr=float(hp.lr), weight_decay=float(hp.weight_decay))
+        if hp.scheduler in (None, "none", "constant"):
+            return opt
+        if hp.scheduler != "cosine":
+            raise WeightSpaceError(f"unknown scheduler '{hp.scheduler}'; expected 'cosine' or null")
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        if not math.isfinite(total) or total < 1:  # e.g. only a time budget: no step count to decay over
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # The encoders take a WeightSpace; Lightning moves it with its ``.to`` (it has one).
+    def _log_epoch(self, stage: str, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.log(f"{stage}/{k}", float(v), prog_bar=k in self.prog_bar_metrics, sync_dist=False)
+
+    prog_bar_metrics: tuple[str, ...] = ()

@@ -1,0 +1,259 @@
+"""``wspace train``: fit a task module on a zoo with Lightning, resume, test, write metrics.
+
+``main(cfg)`` is the CLI target (the composed ``configs/train.yaml``); :func:`fit` is
+the same from Python::
+
+    from wspace.tasks import fit
+    metrics = fit("generalization", "nfn_hnp", "zoos/digits-cnn", "runs/gen-hnp",
+                  trainer={"max_epochs": 20}, lr=3e-4)
+
+Outputs under ``out``: ``checkpoints/`` (``last.ckpt`` every epoch, the best one by
+the task's monitored validation metric), ``logs/version_*/metrics.csv`` (CSV
+logger), ``config.yaml`` (the resolved config) and ``metrics.json`` (test metrics of
+the best checkpoint, plus run facts). Rerunning with the same ``out`` resumes from
+``checkpoints/last.ckpt`` (``resume=false`` starts over).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from wspace.errors import WeightSpaceError
+
+from .base import plain
+from .datamodule import ZooDataModule
+from .generalization import GeneralizationPrediction
+from .inr_classification import InrClassification
+from .inr_editing import InrEditing
+
+__all__ = ["TASKS", "main", "run", "fit", "trainer_device"]
+
+TASKS = {
+    "inr_classification": InrClassification,
+    "generalization": GeneralizationPrediction,
+    "inr_editing": InrEditing,
+}
+
+
+def _options(group: str) -> list[str]:
+    from wspace.cli import config_dir
+
+    where = config_dir()
+    if where.startswith("pkg://"):
+        return []
+    return sorted(p.stem for p in (Path(where) / "train" / group).glob("*.yaml"))
+
+
+def trainer_device(device: str | None) -> dict[str, Any]:
+    """Lightning ``accelerator`` / ``devices`` for a torch device string (``cpu``, ``cuda:1``, ``mps``)."""
+    import torch
+
+    dev = torch.device(str(device or "cpu"))
+    if dev.type == "cpu":
+        return {"accelerator": "cpu", "devices": 1}
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise WeightSpaceError(f"device={device} but CUDA is not available here (use device=cpu)")
+        return {"accelerator": "gpu", "devices": [dev.index] if dev.index is not None else 1}
+    if dev.type == "mps":
+        return {"accelerator": "mps", "devices": 1}
+    raise WeightSpaceError(f"unsupported device '{device}' (use cpu, cuda, cuda:<n> or mps)")
+
+
+class _SaveOnInterrupt(Callback):
+    """Write ``last.ckpt`` when fitting is interrupted (Ctrl-C, SIGTERM), so that a rerun
+    resumes mid-epoch. Other exceptions (bugs, NaNs) leave the last end-of-epoch
+    checkpoint alone."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.training \
+                and not trainer.fast_dev_run:
+            trainer.save_checkpoint(str(self.path))
+
+
+def main(cfg: Any) -> dict | Any:
+    """The ``wspace train`` target: generator training if ``generator=`` is set, else :func:`run`."""
+    if cfg.get("generator") is not None:
+        try:
+            mod = importlib.import_module("generators.train")
+        except ModuleNotFoundError as e:
+            if e.name in ("generators", "generators.train"):
+                raise WeightSpaceError("generator training not available (no generators.train module)") from None
+            raise
+        if not callable(getattr(mod, "main", None)):
+            raise WeightSpaceError("generator training not available (generators.train has no main)")
+        return mod.main(cfg)
+    return run(cfg)
+
+
+def _task_and_encoder(cfg: Any) -> tuple[Any, Any]:
+    task = cfg.get("task")
+    if not isinstance(task, Mapping) or "name" not in task:
+        raise WeightSpaceError(f"pick a task with task=<name> (available: {', '.join(_options('task'))})")
+    if task["name"] not in TASKS:
+        raise WeightSpaceError(f"unknown task '{task['name']}' (available: {', '.join(TASKS)})")
+    enc = cfg.get("encoder")
+    if not isinstance(enc, Mapping) or "name" not in enc:
+        raise WeightSpaceError(f"task '{task['name']}' needs an encoder: encoder=<name> "
+                               f"(available: {', '.join(_options('encoder'))})")
+    return task, enc
+
+
+def build(cfg: Any, zoo: Any = None, augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None
+          ) -> tuple[ZooDataModule, Any]:
+    """The data module and the task module that ``cfg`` describes (seeded with ``cfg.seed``).
+
+    ``augment(dm) -> (transform, collate)`` (either may be None) sets the data module's
+    train-only hooks once it exists, so transforms can use ``dm.stats`` (e.g.
+    :class:`wspace.augment.Denormalized`) and Mixup can use ``dm.num_classes``.
+    """
+    import lightning as L
+
+    task, enc = _task_and_encoder(cfg)
+    L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
+    dm = ZooDataModule(
+        zoo if zoo is not None else cfg.get("zoo"), target=task.get("target"), batch_size=int(task.get("batch_size", 64)),
+        eval_batch_size=task.get("eval_batch_size"), num_workers=int(task.get("num_workers", 0) or 0),
+        split_by=str(task.get("split_by", "auto")), split_seed=int(task.get("split_seed", 0)),
+        filter=plain(task.get("filter")), spec_id=task.get("spec_id"),
+    )
+    if augment is not None:
+        dm.set_augmentation(*augment(dm))
+    module = TASKS[task["name"]].from_datamodule(
+        dm, encoder=str(enc["name"]), encoder_kwargs=plain(enc.get("kwargs") or {}), lr=float(task.get("lr", 1e-3)),
+        weight_decay=float(task.get("weight_decay", 0.0)), scheduler=task.get("scheduler", "cosine"),
+        **plain(task.get("options") or {}),
+    )
+    return dm, module
+
+
+def _trainer_kwargs(cfg: Any, task: Any) -> dict[str, Any]:
+    kw = plain(cfg.get("trainer") or {})
+    if kw.get("accelerator", "auto") == "auto":
+        kw.update(trainer_device(cfg.get("device", "cpu")))
+    if kw.get("max_time") is None:
+        kw.pop("max_time", None)
+        if task.get("max_time") is not None:
+            kw["max_time"] = plain(task["max_time"])
+    return kw
+
+
+def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
+        augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None) -> dict[str, Any]:
+    """Train, resume, test and write ``out/metrics.json``; returns the metrics dict.
+
+    ``zoo`` (optional) is an already opened :class:`~datasets_zoo.Zoo` used instead of ``cfg.zoo``;
+    ``augment`` as in :func:`build`.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from omegaconf import OmegaConf
+
+    from wspace.io import atomic_write
+
+    task, enc = _task_and_encoder(cfg)
+    out = cfg.get("out")
+    if out is None or str(out) in ("", "???"):
+        raise WeightSpaceError("no output directory: pass out=<dir>")
+    out = Path(os.path.expanduser(str(out)))
+    dm, module = build(cfg, zoo, augment)
+    if getattr(module, "dropped_kwargs", None):  # e.g. the invariant head's sizes, for an editing model
+        print(f"wspace train: note: {enc['name']} (equivariant) ignores encoder kwargs {module.dropped_kwargs}")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "config.yaml") as f:
+        f.write(OmegaConf.to_yaml(OmegaConf.create(plain(cfg)), resolve=True))
+
+    monitor, mode = str(task.get("monitor", "val/loss")), str(task.get("mode", "min"))
+    ckpt_dir = out / "checkpoints"
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch}-step{step}", monitor=monitor, mode=mode,
+                           save_top_k=1, auto_insert_metric_name=False)
+    # Lightning's save_last only follows top-k saves; resuming needs the state of *every* epoch.
+    last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                enable_version_counter=False)
+    stop = EarlyStopping(monitor=monitor, mode=mode, patience=int(task.get("patience", 10)))
+    on_exc = _SaveOnInterrupt(ckpt_dir / "last.ckpt")  # Ctrl-C / SIGTERM mid-epoch still leaves last.ckpt
+    kw = _trainer_kwargs(cfg, task)
+    kw.setdefault("enable_model_summary", False)
+    trainer = L.Trainer(**kw, default_root_dir=str(out), logger=CSVLogger(str(out), name="logs"),
+                        callbacks=[ckpt, last_ckpt, stop, on_exc, *callbacks])
+
+    last = ckpt_dir / "last.ckpt"
+    resume = last if (bool(cfg.get("resume", True)) and last.is_file() and not trainer.fast_dev_run) else None
+    if resume is not None:
+        print(f"wspace train: resuming from {resume}")
+    elif not trainer.fast_dev_run and ckpt_dir.is_dir():  # starting over: stale checkpoints would be mistaken for ours
+        for old in ckpt_dir.glob("*.ckpt"):
+            old.unlink()
+    t0 = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except RuntimeError as e:
+        if resume is not None and ("state_dict" in str(e) or "size mismatch" in str(e)):
+            raise WeightSpaceError(f"cannot resume: the checkpoint belongs to a different model ({e}); "
+                                   "use another out= or resume=false", file=str(resume)) from e
+        raise
+    fit_s = time.perf_counter() - t0
+    best = ckpt.best_model_path if ckpt.best_model_path and Path(ckpt.best_model_path).is_file() else None
+    results = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    test = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    metrics: dict[str, Any] = dict(sorted(test.items()))
+    metrics.update({
+        "task": str(task["name"]), "encoder": str(enc["name"]), "encoder_kwargs": plain(enc.get("kwargs") or {}),
+        "zoo": str(dm.zoo.path), "spec_id": dm.spec_id, "split_by": dm.split_by, "split_sizes": dm.split_sizes(),
+        "seed": int(cfg.get("seed", 0)), "num_parameters": module.num_parameters(),
+        "monitor": monitor, "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
+        "best_checkpoint": best, "epochs": int(trainer.current_epoch), "global_step": int(trainer.global_step),
+        "fit_time_s": round(fit_s, 3), "resumed_from": str(resume) if resume else None,
+    })
+    with atomic_write(out / "metrics.json") as f:
+        json.dump(metrics, f, indent=2)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in test.items())
+    print(f"wspace train: {task['name']} / {enc['name']}: {shown}")
+    print(f"wspace train: outputs in {out} (metrics.json, checkpoints/, logs/)")
+    return metrics
+
+
+def fit(task: str, encoder: str, zoo: Any, out: str | os.PathLike, *, seed: int = 0, device: str | None = None,
+        trainer: Mapping[str, Any] | None = None, encoder_kwargs: Mapping[str, Any] | None = None,
+        overrides: Sequence[str] = (), callbacks: Sequence[Any] = (),
+        augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None, **task_options: Any) -> dict[str, Any]:
+    """Train ``task`` (a ``configs/train/task`` option) with ``encoder`` (a
+    ``configs/train/encoder`` option) on ``zoo`` (path or :class:`~datasets_zoo.Zoo`);
+    returns the metrics written to ``out/metrics.json``.
+
+    ``trainer`` entries update ``cfg.trainer`` (Lightning ``Trainer`` kwargs),
+    ``encoder_kwargs`` update ``cfg.encoder.kwargs``, other keywords update ``cfg.task``
+    (``lr``, ``batch_size``, ``patience``, ``max_time``, ...); ``overrides`` are extra
+    Hydra overrides (e.g. ``["trainer=debug"]``); ``augment(dm) -> (transform, collate)``
+    sets train-only augmentation (see :func:`build`), e.g.
+    ``augment=lambda dm: (None, MixUpCollate(MixUp(align="weight_matching"), num_classes=dm.num_classes))``.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    from datasets_zoo import Zoo
+    from wspace.cli import compose_config
+
+    cfg = compose_config("train", [f"task={task}", f"encoder={encoder}", f"seed={int(seed)}", *overrides])
+    with open_dict(cfg):
+        cfg.zoo = str(zoo.path) if isinstance(zoo, Zoo) else str(zoo)
+        cfg.out = str(out)
+        if device is not None:
+            cfg.device = str(device)
+        if trainer:
+            cfg.trainer = OmegaConf.merge(cfg.trainer, plain(trainer))
+        if encoder_kwargs:
+            cfg.encoder.kwargs = OmegaConf.merge(cfg.encoder.get("kwargs") or {}, plain(encoder_kwargs))
+        if task_options:
+            cfg.task = OmegaConf.merge(cfg.task, plain(task_options))
+    return run(cfg, zoo=zoo if isinstance(zoo, Zoo) else None, callbacks=callbacks, augment=augment)
