@@ -1,0 +1,174 @@
+"""Generators: tokenizer round trips and stats, VAE masking, D2NWG save/load, tiny end-to-end run."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datasets_zoo.families import family_spec
+from generators.autoencoders import TokenVAE, masked_mse
+from generators.tokenizer import WeightTokenizer, canonicalize
+from wspace.errors import WeightSpaceError
+from wspace.space import WeightSpace
+
+SPECS = {
+    "mlp": lambda: family_spec("mlp", hidden=[32], num_classes=5),
+    "cnn": lambda: family_spec("small_cnn"),
+    "siren": lambda: family_spec("siren"),
+}
+
+TINY = dict(vae={"steps": 6, "batch_size": 8, "d_model": 32, "latent_dim": 8},
+            condition={"hidden": 16, "contrastive_steps": 2},
+            denoiser={"steps": 6, "batch_size": 8, "d_model": 32, "depth": 1, "warmup": 2},
+            sampling={"num_inference_steps": 4}, checkpoint_every=3)
+
+
+@pytest.mark.parametrize("arch", sorted(SPECS))
+@pytest.mark.parametrize("per_neuron", [True, False])
+def test_tokenizer_round_trip_exact(arch, per_neuron):
+    spec = SPECS[arch]()
+    ws = WeightSpace.init(spec, 3, generator=torch.Generator().manual_seed(0))
+    ws = ws.map(lambda t: t * 3.0 + 0.25)  # non-trivial stats
+    tok = WeightTokenizer(spec, chunk_size=48, per_neuron=per_neuron).fit(ws)
+    raw = tok.detokenize(tok.tokenize(ws, normalize=False), normalize=False)
+    assert all(torch.equal(a, b) for a, b in zip(ws.tensors, raw.tensors))
+    t64 = tok.tokenize(ws, dtype=torch.float64)
+    back = tok.detokenize(t64)
+    assert all(torch.equal(a, b) for a, b in zip(ws.tensors, back.tensors))
+    t32 = tok.tokenize(ws)
+    assert t32.shape == (3, tok.num_tokens, 48)
+    assert float((t32 * ~tok.mask).abs().max()) == 0.0  # padding is zero
+    assert int(tok.mask.sum()) == spec.num_params
+    # standardized: each tensor ~ zero mean, unit std over the batch
+    vals = t32.reshape(3, -1)[:, tok.mask.reshape(-1)]
+    assert abs(float(vals.mean())) < 0.2 and 0.8 < float(vals.std()) < 1.2
+    # token metadata: layers in order, chunk indices restart per layer
+    li = tok.layout.layer_index
+    assert int(li[0]) == 0 and int(li[-1]) == len(spec.layers) - 1 and bool((li[1:] >= li[:-1]).all())
+    assert int(tok.layout.chunk_index[0]) == 0
+
+
+def test_per_neuron_output_tokens_are_classes():
+    spec = SPECS["mlp"]()
+    tok = WeightTokenizer(spec, chunk_size=33, per_neuron=True)
+    lay = tok.layout
+    assert lay.neuron_index[lay.is_output].tolist() == [0, 1, 2, 3, 4]
+    ws = WeightSpace.init(spec, 2, generator=torch.Generator().manual_seed(1))
+    tokens = tok.tokenize(ws, normalize=False)
+    out_tokens = tokens[:, lay.is_output]
+    w, b = ws.tensors[2], ws.tensors[3]
+    assert torch.equal(out_tokens[..., :32], w) and torch.equal(out_tokens[..., 32], b)
+
+
+def test_normalization_stats_saved_and_restored(tmp_path):
+    spec = SPECS["cnn"]()
+    ws = WeightSpace.init(spec, 4, generator=torch.Generator().manual_seed(2)).map(lambda t: t * 2 - 0.1)
+    tok = WeightTokenizer(spec, 64).fit(ws)
+    assert tok.fitted and not torch.allclose(tok.std, torch.ones_like(tok.std))
+    tok.save(tmp_path)
+    tok2 = WeightTokenizer.load(tmp_path)
+    assert torch.equal(tok.mean, tok2.mean) and torch.equal(tok.std, tok2.std)
+    assert tok2.spec.fingerprint == spec.fingerprint and tok2.chunk_size == 64
+    assert torch.equal(tok.tokenize(ws), tok2.tokenize(ws))
+    with pytest.raises(WeightSpaceError):
+        tok.tokenize(WeightSpace.init(SPECS["mlp"](), 1))
+
+
+def test_canonicalize_preserves_functions_and_reduces_distance():
+    spec = SPECS["mlp"]()
+    g = torch.Generator().manual_seed(3)
+    base = WeightSpace.init(spec, 1, generator=g)
+    from wspace.symmetry import permute, random_permutation
+
+    copies = permute(WeightSpace.cat([base] * 6), random_permutation(spec, 6, generator=g))
+    aligned, ref = canonicalize(copies, iterations=1)
+    x = torch.randn(10, 64, generator=g)
+    assert torch.allclose(copies(x), aligned(x), atol=1e-5)
+    spread = lambda w: float((w.flatten() - w.flatten().mean(0)).norm(dim=1).mean())  # noqa: E731
+    assert spread(aligned) < 1e-5 < spread(copies)
+
+
+def test_padded_positions_do_not_affect_the_loss():
+    spec = SPECS["mlp"]()
+    tok = WeightTokenizer(spec, chunk_size=48)
+    ws = WeightSpace.init(spec, 4, generator=torch.Generator().manual_seed(4))
+    tokens = tok.tokenize(ws)
+    garbage = tokens + 100.0 * (~tok.mask)  # change only the padding
+    vae = TokenVAE(tok.num_tokens, 48, latent_dim=4, d_model=16, depth=0, input_noise=0.0, latent_noise=0.0).eval()
+    pred = torch.randn_like(tokens)
+    assert torch.equal(masked_mse(pred, tokens, tok.mask), masked_mse(pred + 50.0 * (~tok.mask), tokens, tok.mask))
+    l1, _ = vae(tokens, tok.mask)
+    l2, _ = vae(garbage, tok.mask)
+    assert torch.equal(l1, l2) and not torch.equal(garbage, tokens)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from datasets_zoo.build import build_zoo
+    from generators.d2nwg import train_d2nwg
+
+    root = tmp_path_factory.mktemp("d2nwg")
+    zoo = build_zoo("digits-tasks", root / "zoo", size="small", progress=False)
+    pipe = train_d2nwg(zoo, root / "run", **TINY)
+    return root, zoo, pipe
+
+
+def test_end_to_end_train_sample_write_reload(tiny_run):
+    from datasets_zoo import Zoo
+    from generators.sample import main as sample_main
+
+    root, zoo, pipe = tiny_run
+    assert (root / "run" / "pipeline" / "model_index.json").is_file()
+    assert (root / "run" / "logs" / "diffusion" / "version_0" / "metrics.csv").is_file()
+    assert (root / "run" / "checkpoints" / "vae" / "last.ckpt").is_file()
+    held = Zoo.open(zoo).meta["splits"]["built_heldout_tasks"][0]
+    cfg = {"checkpoint": str(root / "run"), "task": held, "n": 3, "out": str(root / "samples"), "seed": 0,
+           "device": "cpu", "guidance_scale": 1.5, "num_inference_steps": 3}
+    metrics = sample_main(cfg)
+    z = Zoo.open(root / "samples")
+    assert len(z) == 3 and z.spec.fingerprint == pipe.spec.fingerprint
+    assert [r["task"] for r in z.records] == [held] * 3
+    assert torch.allclose(torch.tensor(z.column("test_acc"), dtype=torch.float32), metrics["test_acc"])
+    ws = z.weights()
+    assert all(bool(torch.isfinite(t).all()) for t in ws.tensors)
+
+
+def test_save_load_identical_samples(tiny_run, tmp_path):
+    from generators.d2nwg import D2NWG
+
+    _, _, pipe = tiny_run
+    pipe.save_pretrained(tmp_path / "p")
+    again = D2NWG.from_pretrained(tmp_path / "p")
+    for sampler in ("ddim", "dpm"):
+        a = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(7), sampler=sampler)
+        b = again.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(7), sampler=sampler)
+        assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
+    c = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(a.tensors[0], c.tensors[0])
+
+
+def test_wrong_class_count_raises(tiny_run):
+    _, _, pipe = tiny_run
+    with pytest.raises(WeightSpaceError, match="classes"):
+        pipe.sample("digits:0-1-2", 2)
+    with pytest.raises(WeightSpaceError, match="classes"):
+        pipe.sample("digits", 2)
+
+
+def test_config_rejects_unknown_keys():
+    from generators.d2nwg import resolve_config
+
+    with pytest.raises(WeightSpaceError, match="unknown D2NWG setting 'vae.stepz'"):
+        resolve_config(vae={"stepz": 3})
+
+
+def test_cli_config_composes():
+    from omegaconf import OmegaConf
+
+    from wspace.cli import compose_config
+
+    for ov in (["generator=d2nwg", "zoo=/z", "out=/o"], ["task=generate", "generator=d2nwg", "zoo=/z", "out=/o"]):
+        cfg = compose_config("train", ov)
+        assert not OmegaConf.missing_keys(cfg)
+        assert cfg.task.name == "generate" and cfg.generator.name == "d2nwg"
+    cfg = compose_config("sample", ["checkpoint=/c", "task=digits:0-1-2-3-4", "out=/o"])
+    assert cfg.n == 16 and cfg.guidance_scale is None
