@@ -1,6 +1,7 @@
 """The ``wspace`` command: dispatch, Hydra plumbing, clean failures, packaging layout."""
 from __future__ import annotations
 
+import json
 import importlib
 import os
 import subprocess
@@ -280,3 +281,16 @@ def test_yaml_configs_parse():
     base = yaml.safe_load((ROOT / "configs" / "_base.yaml").read_text())
     assert base["hydra"]["job"]["chdir"] is False
     assert "WSPACE_HOME" in base["hydra"]["run"]["dir"]
+
+
+def test_bench_runs_a_benchmark_script_and_rejects_unknown_names(tmp_path, capsys):
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    (d / "echo.py").write_text("import sys, json, pathlib\n"
+                               "pathlib.Path(sys.argv[-1]).write_text(json.dumps(sys.argv[1:]))\n")
+    out = tmp_path / "r.json"
+    assert cli.main(["bench", "name=echo", "quick=true", f"dir={d}", f"args=[{out}]"]) == 0
+    assert json.loads(out.read_text()) == ["--quick", str(out)]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "name=nope", f"dir={d}"])
+    assert e.value.code == 1 and "unknown benchmark 'nope' (available: echo)" in capsys.readouterr().err
