@@ -40,18 +40,7 @@ sys.path.insert(0, str(ROOT.parent))
 import wspace.augment as A  # noqa: E402
 from datasets_zoo.families import family_spec, init_weight_space  # noqa: E402
 from wspace import WeightSpace  # noqa: E402
-
-
-def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
-    """Best wall time of ``repeat`` calls after ``warmup`` calls (robust to a noisy machine)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 # ---------------------------------------------------------------------------- (a)

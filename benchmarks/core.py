@@ -32,31 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from wspace import WeightSpace, spec_from_module  # noqa: E402
 from wspace.graph import clear_cache, to_graph  # noqa: E402
-
-
-def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
-    """Best wall time of ``repeat`` calls after one warm-up (robust to a noisy machine)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def best_times(fns: list[Callable[[], object]], repeat: int = 3) -> list[float]:
-    """Best wall time of each function, calls interleaved (a load spike on a shared machine
-    then hits both sides of a ratio alike), after one warm-up each."""
-    for fn in fns:
-        fn()
-    best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
+from _timing import best_time, best_times  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def mlp_2_32_32_1() -> nn.Module:

@@ -51,6 +51,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from wspace.cli import to_plain
 from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 from wspace.spec import get_family
@@ -94,17 +95,6 @@ def _deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
-def _to_plain(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        pass
-    return copy.deepcopy(cfg)
-
-
 def load_preset(preset: str | Mapping, size: str = "full", overrides: Mapping | None = None) -> dict:
     """A preset as a plain dict, with ``sizes[size]`` and then ``overrides`` merged in.
 
@@ -122,15 +112,15 @@ def load_preset(preset: str | Mapping, size: str = "full", overrides: Mapping | 
             if not f.is_file():
                 raise WeightSpaceError(f"unknown zoo preset '{preset}'; known: {preset_names()}")
             path = Path(str(f))
-        cfg = _to_plain(OmegaConf.load(path))
+        cfg = to_plain(OmegaConf.load(path))
     else:
-        cfg = _to_plain(preset)
+        cfg = to_plain(preset)
     if not isinstance(cfg, dict):
         raise WeightSpaceError(f"a zoo preset must be a mapping, got {type(cfg).__name__}")
     sizes = cfg.pop("sizes", None) or {}
     cfg = _deep_merge(cfg, sizes.get(size) or {})
     if overrides:
-        cfg = _deep_merge(cfg, _to_plain(overrides))
+        cfg = _deep_merge(cfg, to_plain(overrides))
     _validate(cfg)
     return cfg
 
@@ -665,7 +655,7 @@ def main(cfg: Any) -> Path:
     zoo = get("zoo")
     if zoo is None or get("out") is None:
         raise WeightSpaceError("zoo build needs zoo=<preset> and out=<dir>")
-    zoo = _to_plain(zoo)
+    zoo = to_plain(zoo)
     # the size is a top-level key (size=small); `+zoo.size=small` is accepted too
     size = get("size", None) or (zoo.pop("size", None) if isinstance(zoo, dict) else None) or "full"
     if isinstance(zoo, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wspace.cli import to_plain
 from wspace.errors import WeightSpaceError
 
 __all__ = ["main", "GENERATORS"]
@@ -16,21 +17,10 @@ __all__ = ["main", "GENERATORS"]
 GENERATORS = ("d2nwg",)
 
 
-def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(node, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(node, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return node
-
-
 def main(cfg: Any):
     """Train the generator ``cfg.generator`` on ``cfg.zoo`` into ``cfg.out``; returns the pipeline."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
-    gen = _plain(get("generator"))
+    gen = to_plain(get("generator"))
     if not gen:
         raise WeightSpaceError("no generator chosen: add generator=d2nwg")
     if get("zoo") in (None, "???") or get("out") in (None, "???"):
@@ -39,7 +29,7 @@ def main(cfg: Any):
     name = gen.pop("name", "d2nwg")
     if name not in GENERATORS:
         raise WeightSpaceError(f"unknown generator '{name}'; available: {list(GENERATORS)}")
-    trainer = dict(_plain(get("trainer")) or {})
+    trainer = dict(to_plain(get("trainer")) or {})
     progress = bool(trainer.get("enable_progress_bar", True))
     from .d2nwg import train_d2nwg
 

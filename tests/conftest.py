@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -30,3 +31,13 @@ def _wspace_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("WSPACE_HOME", None)
     else:
         os.environ["WSPACE_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one intra-op thread: their tensors are small, so extra threads
+    only add synchronization (and stall badly on a busy machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

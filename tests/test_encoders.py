@@ -25,13 +25,7 @@ SMALL = dict(hidden=3, layers=2, head_hidden=8)
 B = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add synchronization (and stall badly on a busy machine).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _res_square() -> nn.Module:

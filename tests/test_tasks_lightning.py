@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(1)
 
 from datasets_zoo.build import build_zoo  # noqa: E402
 from wspace import cli  # noqa: E402
@@ -23,6 +19,8 @@ from wspace.tasks.train import main as train_main  # noqa: E402
 
 QUIET = {"enable_progress_bar": False, "log_every_n_steps": 1}
 SMALL = {"hidden": 8}  # every encoder config takes `hidden`: tiny models, fast tests
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 # name (words after `wspace`) -> (primary config, implementation "module:function", help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -175,6 +175,20 @@ def _dispatch_unknown(argv: list[str]) -> int:
     hint = difflib.get_close_matches(head, [n.split()[0] for n in SUBCOMMANDS], n=1)
     extra = f"; did you mean '{hint[0]}'?" if hint else ""
     return _usage_error(f"unknown subcommand '{head}'{extra} Run 'wspace --help' for the list.")
+
+
+def to_plain(x: Any) -> Any:
+    """``x`` as plain Python containers: OmegaConf nodes resolved, mappings -> dict,
+    tuples / lists -> list (always a new container, so callers may mutate it)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(x, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(x, resolve=True)
+    if isinstance(x, Mapping):
+        return {str(k): to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_plain(v) for v in x]
+    return x
 
 
 def _missing_keys(cfg: Any) -> list[str]:

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from wspace.cli import to_plain as plain  # noqa: F401  (re-exported for the tasks)
 from wspace.errors import WeightSpaceError
 from wspace.spec import WeightSpaceSpec
 
@@ -24,22 +25,6 @@ __all__ = ["WeightSpaceTask", "build_encoder", "build_equivariant", "as_spec", "
 def as_spec(spec: WeightSpaceSpec | str) -> WeightSpaceSpec:
     """A spec from a spec or its JSON."""
     return spec if isinstance(spec, WeightSpaceSpec) else WeightSpaceSpec.from_json(spec)
-
-
-def plain(x: Any) -> Any:
-    """``x`` as plain Python containers (OmegaConf nodes, tuples -> dict / list)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(x, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(x, resolve=True)
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        pass
-    if isinstance(x, Mapping):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    return x
 
 
 def _registry(equivariant: bool) -> dict:
