@@ -43,7 +43,7 @@ MODES = {
     "quick": dict(
         zoo_over={"tasks": {"limit": 24}, "search": {"seeds": 4}, "epochs": 10, "save_epochs": [10],
                   "batch_size": 32},
-        gen=dict(vae={"steps": 300}, denoiser={"steps": 300, "warmup": 30}, checkpoint_every=1000),
+        gen=dict(vae={"steps": 300}, denoiser={"steps": 400, "warmup": 30}, checkpoint_every=1000),
         hard_gen=dict(vae={"steps": 200}, denoiser={"steps": 200, "warmup": 30}, checkpoint_every=1000),
         n_held=6, n_seen=4, n_samples=8, ft_steps=[0, 1, 5, 20, 100], speed_n=8, hard_tasks=6,
         cnn_over={"search": {"runs": 24}, "epochs": 5, "save_epochs": [5]},
@@ -52,8 +52,8 @@ MODES = {
     ),
     "full": dict(
         zoo_over=None,
-        gen=dict(data={"epochs": [10, 20]}, vae={"steps": 1500}, denoiser={"steps": 3000}),
-        hard_gen=dict(data={"epochs": [20]}, vae={"steps": 800}, denoiser={"steps": 1500}),
+        gen=dict(data={"epochs": [10, 20]}),  # DEFAULT_CONFIG step counts
+        hard_gen=dict(data={"epochs": [10, 20]}, vae={"steps": 400}, denoiser={"steps": 1200}),
         n_held=20, n_seen=10, n_samples=16, ft_steps=FT_STEPS, speed_n=32, hard_tasks=20,
         cnn_over={"search": {"runs": 256}, "epochs": 10, "save_epochs": [10]},
         cnn_gen=dict(vae={"steps": 600, "latent_dim": 32}, denoiser={"steps": 800}),

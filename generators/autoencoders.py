@@ -42,35 +42,42 @@ class TokenVAE(nn.Module):
         latent_dim: latent values per token.
         d_model, depth, heads: width, transformer layers per side, attention heads.
         input_noise, latent_noise: std of the training-time noise augmentations.
+        positions: ``[T]`` position index of every token (default: ``arange(T)``). Tokens
+            that share an index share a position embedding: pass the tokenizer's
+            ``role_index`` for a VAE that commutes with hidden-neuron permutations.
     """
 
     def __init__(self, num_tokens: int, chunk_size: int, latent_dim: int = 16, d_model: int = 128, depth: int = 2,
-                 heads: int = 4, dropout: float = 0.0, input_noise: float = 1e-3, latent_noise: float = 0.1):
+                 heads: int = 4, dropout: float = 0.0, input_noise: float = 1e-3, latent_noise: float = 0.1,
+                 positions: torch.Tensor | None = None):
         super().__init__()
+        pos = torch.arange(num_tokens) if positions is None else positions.long().clone()
+        self.register_buffer("positions", pos, persistent=False)
+        n_pos = int(pos.max()) + 1
         self.config = dict(num_tokens=num_tokens, chunk_size=chunk_size, latent_dim=latent_dim, d_model=d_model,
                            depth=depth, heads=heads, dropout=dropout, input_noise=input_noise,
                            latent_noise=latent_noise)
         self.input_noise, self.latent_noise = input_noise, latent_noise
         self.enc_in = nn.Linear(chunk_size, d_model)
-        self.enc_pos = nn.Parameter(torch.randn(num_tokens, d_model) * 0.02)
+        self.enc_pos = nn.Parameter(torch.randn(n_pos, d_model) * 0.02)
         self.encoder = _encoder(d_model, depth, heads, dropout)
         self.enc_norm = nn.LayerNorm(d_model)
         self.to_moments = nn.Linear(d_model, 2 * latent_dim)
         self.dec_in = nn.Linear(latent_dim, d_model)
-        self.dec_pos = nn.Parameter(torch.randn(num_tokens, d_model) * 0.02)
+        self.dec_pos = nn.Parameter(torch.randn(n_pos, d_model) * 0.02)
         self.decoder = _encoder(d_model, depth, heads, dropout)
         self.dec_norm = nn.LayerNorm(d_model)
         self.dec_out = nn.Linear(d_model, chunk_size)
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, T, C]`` -> (mu, logvar), each ``[B, T, latent_dim]``."""
-        h = self.encoder(self.enc_in(tokens) + self.enc_pos)
+        h = self.encoder(self.enc_in(tokens) + self.enc_pos[self.positions])
         mu, logvar = self.to_moments(self.enc_norm(h)).chunk(2, dim=-1)
         return mu, logvar.clamp(-30.0, 20.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, T, latent_dim]`` -> tokens ``[B, T, C]`` (padding positions are meaningless)."""
-        h = self.decoder(self.dec_in(z) + self.dec_pos)
+        h = self.decoder(self.dec_in(z) + self.dec_pos[self.positions])
         return self.dec_out(self.dec_norm(h))
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, kl_weight: float = 1e-6

@@ -43,7 +43,8 @@ from wspace.space import WeightSpace
 from .autoencoders import TokenVAE
 from .conditioning import SetEncoder, task_condition
 from .denoisers import TokenDenoiser
-from .tokenizer import WeightTokenizer
+from .probe import ReadoutProbe, probe_supported
+from .tokenizer import WeightTokenizer, neuron_centric_supported
 
 __all__ = ["D2NWG", "DEFAULT_CONFIG", "resolve_config", "train_d2nwg", "SAMPLERS"]
 
@@ -61,16 +62,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "exclude_tasks": None,     # tasks never seen in training
         "max_models": None,        # subsample the training checkpoints (seeded)
     },
-    "tokenizer": {"chunk_size": None, "per_neuron": True, "canonicalize": False},
-    "vae": {"latent_dim": 48, "d_model": 128, "depth": 0, "heads": 4, "kl_weight": 1e-6, "input_noise": 1e-3,
-            "latent_noise": 0.1, "lr": 1e-3, "steps": 1500, "batch_size": 128},
-    "condition": {"shots": 5, "hidden": 128, "depth": 1, "max_per_class": 64, "contrastive_steps": 0,
-                  "contrastive_lr": 1e-3},
-    "denoiser": {"d_model": 96, "depth": 3, "heads": 4, "dropout": 0.0, "cond_drop": 0.1, "lr": 1e-3,
-                 "steps": 3000, "batch_size": 64, "ema_decay": 0.999, "warmup": 100},
+    "tokenizer": {"chunk_size": None, "per_neuron": True, "neuron_centric": "auto", "canonicalize": False},
+    "vae": {"latent_dim": 64, "d_model": 128, "depth": 0, "heads": 4, "kl_weight": 1e-6, "input_noise": 1e-3,
+            "latent_noise": 0.1, "lr": 1e-3, "steps": 600, "batch_size": 128},
+    "condition": {"shots": 20, "hidden": 128, "depth": 1, "max_per_class": 64, "contrastive_steps": 0,
+                  "contrastive_lr": 1e-3, "probe": "auto", "probe_ridge": 1.0},
+    "denoiser": {"d_model": 96, "depth": 3, "heads": 4, "dropout": 0.0, "cond_drop": 0.1, "lr": 2e-3,
+                 "steps": 2000, "batch_size": 64, "ema_decay": 0.999, "warmup": 100,
+                 "precondition": True},
     "scheduler": {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
-                  "prediction_type": "epsilon"},
-    "sampling": {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 2.0, "shots": 5},
+                  "prediction_type": "sample"},
+    "sampling": {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 2.0, "shots": 20},
     "checkpoint_every": 500,
 }
 
@@ -103,11 +105,38 @@ def resolve_config(config: Mapping | None = None, **overrides: Any) -> dict:
     return _merge(cfg, overrides)
 
 
-def _auto_chunk(spec) -> int:
-    """Longest neuron row (fan-in + bias), capped at 128: one token per neuron when possible."""
+def _auto_chunk(spec, neuron_centric: bool = False) -> int:
+    """Longest neuron row (fan-in + bias, + fan-out for neuron-centric tokens of the last
+    hidden layer), capped at 128: one token per neuron when possible."""
     rows = [spec.params[l.weight].numel // spec.params[l.weight].shape[0] + (l.bias is not None)
             for l in spec.layers]
+    if neuron_centric:
+        rows[-2] += spec.layers[-1].out_features
+        rows[-1] = spec.layers[-1].out_features
     return min(max(rows), 128)
+
+
+def use_neuron_centric(config: Mapping, spec) -> bool:
+    """Resolve ``tokenizer.neuron_centric`` (``"auto"``: when the spec supports it)."""
+    v = config["tokenizer"]["neuron_centric"]
+    if v == "auto":
+        return neuron_centric_supported(spec)
+    return bool(v)
+
+
+def make_tokenizer(spec, config: Mapping) -> WeightTokenizer:
+    """An unfitted tokenizer for ``spec`` as ``config`` says."""
+    tc = config["tokenizer"]
+    nc = use_neuron_centric(config, spec)
+    return WeightTokenizer(spec, int(tc["chunk_size"] or _auto_chunk(spec, nc)), tc["per_neuron"], neuron_centric=nc)
+
+
+def use_probe(config: Mapping, tokenizer: WeightTokenizer) -> bool:
+    """Resolve ``condition.probe`` (``"auto"``: when the tokenizer supports it)."""
+    v = config["condition"]["probe"]
+    if v == "auto":
+        return probe_supported(tokenizer)
+    return bool(v)
 
 
 def _scheduler(kind: str, config: Mapping):
@@ -135,6 +164,7 @@ class D2NWG:
         self.latent_scale = float(latent_scale)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.reference = reference
+        self.probe = make_probe(tokenizer, vae, self.latent_scale, self.config) if denoiser.probe_dim else None
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -143,14 +173,21 @@ class D2NWG:
         """Fresh (untrained) VAE and denoiser for ``tokenizer``'s grid."""
         c = resolve_config(config)
         v, d, cond = c["vae"], c["denoiser"], c["condition"]
+        # hidden neurons share position embeddings (the modules commute with their permutations)
+        # unless the zoo is canonicalized, where every position means one aligned neuron
+        positions = None if c["tokenizer"]["canonicalize"] else tokenizer.layout.role_index
         vae = TokenVAE(tokenizer.num_tokens, tokenizer.chunk_size, v["latent_dim"], v["d_model"], v["depth"],
-                       v["heads"], 0.0, v["input_noise"], v["latent_noise"])
+                       v["heads"], 0.0, v["input_noise"], v["latent_noise"], positions)
         K = tokenizer.spec.out_features
         enc = SetEncoder(math.prod(input_shape), K, d["d_model"], cond["hidden"], cond["depth"], d["heads"])
         lay = tokenizer.layout
         slots = torch.where(lay.is_output, lay.neuron_index, torch.full_like(lay.neuron_index, -1))
+        probe_dim = 2 * K + 1 if use_probe(c, tokenizer) else 0
+        abar = None
+        if c["scheduler"]["prediction_type"] == "sample" and d["precondition"]:
+            abar = _scheduler("ddpm", c["scheduler"]).alphas_cumprod
         den = TokenDenoiser(tokenizer.num_tokens, v["latent_dim"], slots, enc, d["d_model"], d["depth"], d["heads"],
-                            d["dropout"])
+                            d["dropout"], positions, probe_dim, abar)
         return vae, den
 
     @property
@@ -255,13 +292,17 @@ class D2NWG:
         if guided:
             cond2 = torch.cat([cond, cond])
             drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(z.device)
+        abar = sched.alphas_cumprod
         for t in sched.timesteps:
             tt = torch.full((B,), int(t), device=z.device)
+            # probe on the shrinkage estimate sqrt(abar) z_t of the clean latent (bounded at high noise)
+            pr = self.probe(z * float(abar[int(t)]) ** 0.5, shots) if self.probe is not None else None
             if guided:
-                eps_c, eps_u = den(torch.cat([z, z]), torch.cat([tt, tt]), cond2, drop).chunk(2)
+                pr2 = None if pr is None else torch.cat([pr, pr])
+                eps_c, eps_u = den(torch.cat([z, z]), torch.cat([tt, tt]), cond2, drop, pr2).chunk(2)
                 eps = eps_u + guidance * (eps_c - eps_u)
             else:
-                eps = den(z, tt, cond)
+                eps = den(z, tt, cond, None, pr)
             kw = {"generator": generator} if sampler in ("ddpm", "ddim") else {}
             z = sched.step(eps, t, z, **kw).prev_sample
         return z
@@ -316,6 +357,12 @@ class D2NWG:
     def __repr__(self) -> str:
         return (f"D2NWG({self.spec.describe()}, {self.tokenizer.num_tokens} tokens x {self.vae.config['latent_dim']} "
                 f"latent, {self.num_classes} classes)")
+
+
+def make_probe(tokenizer: WeightTokenizer, vae: TokenVAE, latent_scale: float, config: Mapping) -> ReadoutProbe:
+    """The readout probe of a pipeline: decodes scaled latents with ``vae``."""
+    scale = float(latent_scale)
+    return ReadoutProbe(tokenizer, lambda z: vae.decode(z / scale), config["condition"]["probe_ridge"])
 
 
 def train_d2nwg(zoo: Any, out: str | os.PathLike, *, seed: int = 0, device: str = "cpu",

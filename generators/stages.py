@@ -5,7 +5,9 @@ checkpoints (``out/checkpoints/<stage>/last.ckpt``, resumed automatically), CSV 
 (``out/logs/<stage>``) and an optional progress bar:
 
 * ``vae``: :class:`~generators.autoencoders.TokenVAE` on the zoo's tokens;
-* ``diffusion``: the denoiser (with its set encoder) on the VAE's scaled latent means,
+* ``diffusion``: the denoiser (with its set encoder and, for neuron-centric tokens of
+  one-hidden-layer networks, the readout probe of :mod:`generators.probe`) on the VAE's
+  scaled latent means,
   DDPM noise from diffusers' ``DDPMScheduler``, condition dropout for classifier-free
   guidance, diffusers' ``EMAModel`` of the weights (the EMA is what gets saved).
 
@@ -25,7 +27,7 @@ from wspace.errors import WeightSpaceError
 from wspace.io import atomic_write, load_safetensors, save_safetensors
 
 from .conditioning import ShotSampler, contrastive_loss
-from .tokenizer import WeightTokenizer, canonicalize
+from .tokenizer import canonicalize
 
 __all__ = ["prepare_data", "fit_pipeline"]
 
@@ -137,7 +139,8 @@ def _vae_module(vae, mask: torch.Tensor, c: dict):
     return VAEStage()
 
 
-def _diffusion_module(denoiser, shots: ShotSampler, c: dict, cond_cfg: dict, sched_cfg: dict, seed: int):
+def _diffusion_module(denoiser, shots: ShotSampler, c: dict, cond_cfg: dict, sched_cfg: dict, seed: int,
+                      probe=None):
     L = _lightning()
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
@@ -159,9 +162,13 @@ def _diffusion_module(denoiser, shots: ShotSampler, c: dict, cond_cfg: dict, sch
             noise = torch.randn_like(z)
             t = torch.randint(0, self.sched.config.num_train_timesteps, (B,), device=z.device)
             zt = self.sched.add_noise(z, noise, t)
+            pr = None
+            if probe is not None:  # as at sampling time: probe the shrinkage estimate sqrt(abar) z_t
+                ab = self.sched.alphas_cumprod.to(z.device)[t].sqrt()[:, None, None]
+                pr = probe(zt * ab, x)
             target = noise if self.sched.config.prediction_type == "epsilon" else \
                 self.sched.get_velocity(z, noise, t) if self.sched.config.prediction_type == "v_prediction" else z
-            loss = torch.nn.functional.mse_loss(self.denoiser(zt, t, cond, drop), target)
+            loss = torch.nn.functional.mse_loss(self.denoiser(zt, t, cond, drop, pr), target)
             self.log("train/loss", loss, prog_bar=True, on_step=True)
             return loss
 
@@ -207,7 +214,7 @@ def _fit(module, stage: str, out: Path, steps: int, loader, trainer_kwargs: dict
 def fit_pipeline(zoo: Any, out: Path, cfg: dict, *, seed: int = 0, device: str = "cpu",
                  trainer: dict | None = None, progress: bool = False):
     """Train every stage into ``out`` and return the :class:`~generators.d2nwg.D2NWG`."""
-    from .d2nwg import D2NWG, _auto_chunk
+    from .d2nwg import D2NWG, make_probe, make_tokenizer
 
     torch.manual_seed(seed)
     trainer = dict(trainer or {})
@@ -220,8 +227,7 @@ def fit_pipeline(zoo: Any, out: Path, cfg: dict, *, seed: int = 0, device: str =
     reference = None
     if tc["canonicalize"]:
         ws, reference = canonicalize(ws, seed=seed)
-    chunk = int(tc["chunk_size"] or _auto_chunk(ws.spec))
-    tok = WeightTokenizer(ws.spec, chunk, tc["per_neuron"]).fit(ws)
+    tok = make_tokenizer(ws.spec, cfg).fit(ws)
     tokens = tok.tokenize(ws, dtype=torch.float32)
     vae, den = D2NWG.build_modules(tok, cfg, data["input_shape"])
     with atomic_write(out / "training_data.json") as f:
@@ -256,7 +262,8 @@ def fit_pipeline(zoo: Any, out: Path, cfg: dict, *, seed: int = 0, device: str =
         den.load_state_dict(load_safetensors(den_file)[0])
     else:
         d = cfg["denoiser"]
-        module = _diffusion_module(den, shots, d, cfg["condition"], cfg["scheduler"], seed)
+        probe = make_probe(tok, vae, scale, cfg) if den.probe_dim else None
+        module = _diffusion_module(den, shots, d, cfg["condition"], cfg["scheduler"], seed, probe)
         _fit(module, "diffusion", out, int(d["steps"]), _loader((latents, data["task_ids"]), d["batch_size"], seed + 1),
              trainer, every, progress)
         module.ema.copy_to(den.parameters())  # sample with the EMA weights

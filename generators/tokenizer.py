@@ -9,9 +9,17 @@ cut into tokens of ``chunk_size`` values:
 * ``per_neuron=True`` (SANE style): every row starts a new token (a row longer than
   ``chunk_size`` spans several tokens), so token ``t`` of the output layer describes
   exactly one output unit (one class).
+* ``neuron_centric=True``: like ``per_neuron``, but the output layer's weight *columns*
+  join the tokens of the last hidden layer: token ``j`` of that layer holds hidden
+  neuron ``j``'s incoming weights, its bias **and** its outgoing weights
+  ``W_out[:, j]``, so everything that depends on neuron ``j`` sits in one token. The
+  output bias gets its own token(s). Needs a last layer that is linear and reads the
+  previous layer's units directly (MLP, SIREN, CNN after global pooling).
 
 Every token carries ``layer_index``, ``chunk_index`` (position inside its layer) and
-``neuron_index`` (its output unit, ``-1`` when a token spans several units); ``mask``
+``neuron_index`` (its output unit, ``-1`` when a token spans several units),
+``role_index`` (tokens that a neuron permutation can exchange share it: a
+permutation-equivariant replacement for a positional index); ``mask``
 ``[T, C]`` marks the real values (padding is never part of a loss).
 
 Values are standardized per parameter tensor with a mean and a std fitted on the
@@ -39,7 +47,7 @@ from wspace.io import atomic_write, load_safetensors, save_safetensors
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
-__all__ = ["WeightTokenizer", "TokenLayout", "canonicalize"]
+__all__ = ["WeightTokenizer", "TokenLayout", "canonicalize", "neuron_centric_supported"]
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 TOKENIZER_WEIGHTS = "tokenizer.safetensors"
@@ -63,17 +71,35 @@ class TokenLayout:
     chunk_index: torch.Tensor  # [T]
     neuron_index: torch.Tensor  # [T]
     is_output: torch.Tensor  # [T] bool: token of the last parametric layer
+    role_index: torch.Tensor  # [T]: equal for tokens exchanged by hidden-neuron permutations
+    neuron_centric: bool = False
+
+    @property
+    def num_roles(self) -> int:
+        return int(self.role_index.max()) + 1 if self.role_index.numel() else 0
 
 
-def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool) -> TokenLayout:
+def neuron_centric_supported(spec: WeightSpaceSpec) -> bool:
+    """Whether the output layer's columns can join the last hidden layer's tokens."""
+    if len(spec.layers) < 2:
+        return False
+    last, prev = spec.layers[-1], spec.layers[-2]
+    return (last.kind == "linear" and last.in_group is not None and last.in_group == prev.out_group
+            and last.in_features == prev.out_features)
+
+
+def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool, neuron_centric: bool = False) -> TokenLayout:
     offsets, o = [], 0
     for p in spec.params:
         offsets.append(o)
         o += p.numel
     src_parts, dst_parts, par_parts = [], [], []
-    layer_idx, chunk_idx, neuron_idx = [], [], []
-    t0 = 0
+    layer_idx, chunk_idx, neuron_idx, role_idx = [], [], [], []
+    t0, r0 = 0, 0
     n_layers = len(spec.layers)
+    if neuron_centric and not neuron_centric_supported(spec):
+        raise WeightSpaceError(f"a neuron-centric layout needs a last linear layer reading the previous layer's "
+                               f"units; {spec.describe()} has none")
     for li, layer in enumerate(spec.layers):
         wp = spec.params[layer.weight]
         out = wp.shape[0]
@@ -81,31 +107,51 @@ def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool) -> TokenLa
         # rows: [out, fan (+1)] of flat indices into the network vector
         w_idx = offsets[layer.weight] + torch.arange(wp.numel).view(out, fan)
         p_idx = torch.full((out, fan), layer.weight)
-        if layer.bias is not None:
+        if neuron_centric and li == n_layers - 1:  # only the output bias is left: one row
+            if layer.bias is None:
+                break
+            w_idx = offsets[layer.bias] + torch.arange(out).view(1, out)
+            p_idx = torch.full((1, out), layer.bias)
+            out, fan = 1, 0
+        elif layer.bias is not None:
             b_idx = offsets[layer.bias] + torch.arange(out).view(out, 1)
             w_idx = torch.cat([w_idx, b_idx], 1)
             p_idx = torch.cat([p_idx, torch.full((out, 1), layer.bias)], 1)
+        if neuron_centric and li == n_layers - 2:  # append W_out[:, j] to hidden neuron j's row
+            nxt = spec.layers[-1]
+            op = spec.params[nxt.weight]
+            cols = offsets[nxt.weight] + torch.arange(op.numel).view(op.shape[0], op.shape[1]).t()
+            w_idx = torch.cat([w_idx, cols], 1)
+            p_idx = torch.cat([p_idx, torch.full(cols.shape, nxt.weight)], 1)
         row = w_idx.shape[1]
-        if per_neuron:
+        equivariant = li < n_layers - 1 and layer.out_group is not None  # its rows can be permuted
+        if per_neuron or neuron_centric:
             per_row = math.ceil(row / chunk_size)
             col = torch.arange(row)
             dst = (t0 + torch.arange(out)[:, None] * per_row + col[None, :] // chunk_size) * chunk_size \
                 + col[None, :] % chunk_size
             n_tok = out * per_row
             neuron = torch.arange(out).repeat_interleave(per_row)
+            within = torch.arange(per_row).repeat(out)
+            role = r0 + (within if equivariant else torch.arange(n_tok))
         else:
             n_tok = math.ceil(out * row / chunk_size)
             dst = t0 * chunk_size + torch.arange(out * row).view(out, row)
             starts = torch.arange(n_tok) * chunk_size
             first, last = starts // row, torch.clamp(starts + chunk_size - 1, max=out * row - 1) // row
             neuron = torch.where(first == last, first, torch.full_like(first, -1))
+            role = r0 + torch.arange(n_tok)  # chunks mix neurons: no permutation-invariant role
+        if neuron_centric and li == n_layers - 1:
+            neuron = torch.full((n_tok,), -1)
         src_parts.append(w_idx.reshape(-1))
         dst_parts.append(dst.reshape(-1))
         par_parts.append(p_idx.reshape(-1))
         layer_idx.append(torch.full((n_tok,), li))
         chunk_idx.append(torch.arange(n_tok))
         neuron_idx.append(neuron)
+        role_idx.append(role)
         t0 += n_tok
+        r0 = int(role.max()) + 1
     src, dst = torch.cat(src_parts), torch.cat(dst_parts)
     if src.numel() != spec.num_params:
         raise WeightSpaceError(f"the tokenizer supports networks whose parameters all belong to linear/conv layers; "
@@ -114,7 +160,8 @@ def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool) -> TokenLa
     mask[dst] = True
     li = torch.cat(layer_idx)
     return TokenLayout(t0, chunk_size, src, dst, torch.cat(par_parts), mask.view(t0, chunk_size), li,
-                       torch.cat(chunk_idx), torch.cat(neuron_idx), li == n_layers - 1)
+                       torch.cat(chunk_idx), torch.cat(neuron_idx), li == n_layers - 1, torch.cat(role_idx),
+                       bool(neuron_centric))
 
 
 class WeightTokenizer:
@@ -128,13 +175,14 @@ class WeightTokenizer:
     """
 
     def __init__(self, spec: WeightSpaceSpec, chunk_size: int = 64, per_neuron: bool = True,
-                 mean: torch.Tensor | None = None, std: torch.Tensor | None = None):
+                 mean: torch.Tensor | None = None, std: torch.Tensor | None = None, neuron_centric: bool = False):
         if chunk_size < 1:
             raise WeightSpaceError(f"chunk_size must be >= 1, got {chunk_size}")
         self.spec = spec
         self.chunk_size = int(chunk_size)
         self.per_neuron = bool(per_neuron)
-        self.layout = _layout(spec, self.chunk_size, self.per_neuron)
+        self.neuron_centric = bool(neuron_centric)
+        self.layout = _layout(spec, self.chunk_size, self.per_neuron, self.neuron_centric)
         n = len(spec.params)
         self.mean = torch.zeros(n, dtype=torch.float64) if mean is None else mean.double().clone()
         self.std = torch.ones(n, dtype=torch.float64) if std is None else std.double().clone()
@@ -213,7 +261,8 @@ class WeightTokenizer:
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:
-        return {"spec": json.loads(self.spec.to_json()), "chunk_size": self.chunk_size, "per_neuron": self.per_neuron}
+        return {"spec": json.loads(self.spec.to_json()), "chunk_size": self.chunk_size, "per_neuron": self.per_neuron,
+                "neuron_centric": self.neuron_centric}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean.clone(), "std": self.std.clone()}
@@ -231,7 +280,7 @@ class WeightTokenizer:
         spec = WeightSpaceSpec.from_json(json.dumps(config["spec"]))
         tensors = tensors or {}
         return cls(spec, int(config["chunk_size"]), bool(config.get("per_neuron", True)),
-                   tensors.get("mean"), tensors.get("std"))
+                   tensors.get("mean"), tensors.get("std"), bool(config.get("neuron_centric", False)))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "WeightTokenizer":
@@ -249,7 +298,7 @@ class WeightTokenizer:
 
     def __repr__(self) -> str:
         return (f"WeightTokenizer({self.spec.describe()}, tokens={self.num_tokens}x{self.chunk_size}, "
-                f"per_neuron={self.per_neuron}, fitted={self.fitted})")
+                f"per_neuron={self.per_neuron}, neuron_centric={self.neuron_centric}, fitted={self.fitted})")
 
 
 def canonicalize(ws: WeightSpace, reference: WeightSpace | None = None, iterations: int = 2,

@@ -59,6 +59,61 @@ def test_per_neuron_output_tokens_are_classes():
     assert torch.equal(out_tokens[..., :32], w) and torch.equal(out_tokens[..., 32], b)
 
 
+@pytest.mark.parametrize("arch", sorted(SPECS))
+@pytest.mark.parametrize("chunk", [40, 200])
+def test_neuron_centric_round_trip_exact(arch, chunk):
+    spec = SPECS[arch]()
+    ws = WeightSpace.init(spec, 3, generator=torch.Generator().manual_seed(5)).map(lambda t: t * 2.0 - 0.5)
+    tok = WeightTokenizer(spec, chunk_size=chunk, neuron_centric=True).fit(ws)
+    raw = tok.detokenize(tok.tokenize(ws, normalize=False), normalize=False)
+    assert all(torch.equal(a, b) for a, b in zip(ws.tensors, raw.tensors))
+    back = tok.detokenize(tok.tokenize(ws, dtype=torch.float64))
+    assert all(torch.equal(a, b) for a, b in zip(ws.tensors, back.tensors))
+    assert int(tok.mask.sum()) == spec.num_params
+    tok2 = WeightTokenizer.from_config(tok.config(), tok.state_tensors())
+    assert tok2.neuron_centric and torch.equal(tok2.tokenize(ws), tok.tokenize(ws))
+
+
+def test_neuron_centric_token_holds_in_bias_and_out_weights():
+    spec = SPECS["mlp"]()
+    tok = WeightTokenizer(spec, chunk_size=70, neuron_centric=True)
+    assert tok.num_tokens == 33  # 32 hidden neurons + the output bias
+    ws = WeightSpace.init(spec, 2, generator=torch.Generator().manual_seed(6))
+    t = tok.tokenize(ws, normalize=False)
+    w1, b1, w2, b2 = ws.tensors
+    assert torch.equal(t[:, :32, :64], w1) and torch.equal(t[:, :32, 64], b1)
+    assert torch.equal(t[:, :32, 65:], w2.transpose(1, 2)) and torch.equal(t[:, 32, :5], b2)
+    # hidden neurons share one role; permuting them permutes their tokens
+    assert tok.layout.role_index.tolist() == [0] * 32 + [1]
+    from wspace.symmetry import permute, random_permutation
+
+    perm = random_permutation(spec, 2, generator=torch.Generator().manual_seed(7))
+    tp = tok.tokenize(permute(ws, perm), normalize=False)
+    idx = perm.perms[0]
+    assert torch.equal(tp[:, :32], t[:, :32].gather(1, idx[:, :, None].expand(-1, -1, 70)))
+    with pytest.raises(WeightSpaceError, match="neuron-centric"):
+        WeightTokenizer(family_spec("mlp", hidden=[], num_classes=5), 70, neuron_centric=True)
+
+
+def test_readout_probe_features_fit_the_shots_and_commute_with_permutations():
+    from generators.probe import readout_features
+
+    g = torch.Generator().manual_seed(8)
+    B, K, S, D, H = 3, 4, 6, 10, 16
+    centres = torch.randn(B, K, 1, D, generator=g) * 3
+    shots = centres + 0.3 * torch.randn(B, K, S, D, generator=g)
+    w1, b1 = torch.randn(B, H, D, generator=g), torch.randn(B, H, generator=g) * 0.1
+    f, bias = readout_features(w1, b1, shots, "relu", ridge=1e-3)
+    assert f.shape == (B, H, 2 * K + 1) and bias.shape == (B, K)
+    # the ridge readout classifies its own shots
+    h = torch.relu(torch.einsum("bksd,bhd->bksh", shots, w1) + b1[:, None, None])
+    logits = torch.einsum("bksh,bhc->bksc", h, f[..., :K]) + bias[:, None, None]
+    assert bool((logits.argmax(-1) == torch.arange(K)[None, :, None]).all())
+    perm = torch.randperm(H, generator=g)
+    fp, bp = readout_features(w1[:, perm], b1[:, perm], shots, "relu", ridge=1e-3)
+    assert torch.allclose(fp, f[:, perm], atol=1e-3) and torch.allclose(bp, bias, atol=1e-3)
+
+
 def test_normalization_stats_saved_and_restored(tmp_path):
     spec = SPECS["cnn"]()
     ws = WeightSpace.init(spec, 4, generator=torch.Generator().manual_seed(2)).map(lambda t: t * 2 - 0.1)
@@ -144,6 +199,23 @@ def test_save_load_identical_samples(tiny_run, tmp_path):
         assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
     c = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(a.tensors[0], c.tensors[0])
+
+
+def test_denoiser_commutes_with_hidden_neuron_permutations(tiny_run):
+    _, _, pipe = tiny_run
+    den = pipe.denoiser.eval()
+    assert den.probe_dim > 0 and pipe.tokenizer.neuron_centric
+    g = torch.Generator().manual_seed(9)
+    T, L = pipe.tokenizer.num_tokens, pipe.vae.config["latent_dim"]
+    z = torch.randn(2, T, L, generator=g)
+    shots = pipe.condition("digits:0-1-2-3-4", 2, 3, g)
+    perm = torch.cat([torch.randperm(T - 1, generator=g), torch.tensor([T - 1])])
+    t = torch.tensor([10, 500])
+    with torch.no_grad():
+        cond = den.condition_tokens(shots)
+        a = den(z, t, cond, None, pipe.probe(z, shots))
+        b = den(z[:, perm], t, cond, None, pipe.probe(z[:, perm], shots))
+    assert torch.allclose(a[:, perm], b, atol=1e-4)
 
 
 def test_wrong_class_count_raises(tiny_run):

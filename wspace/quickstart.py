@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 20,           # training epochs of each zoo model (checkpoint kept at the last)
     "samples_per_task": 8,  # generated initializations per held-out task
     "finetune_steps": [0, 5, 20, 100],
-    "generator": {"vae": {"steps": 600}, "denoiser": {"steps": 1200}, "checkpoint_every": 300},
+    "generator": {"vae": {"steps": 400}, "denoiser": {"steps": 1200}, "checkpoint_every": 400},
 }
 
 
