@@ -169,18 +169,8 @@ def _subset_zoo(zoo, fraction: float, seed: int = 0):
 def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: float, batch_size: int,
             lr: float) -> dict:
     import lightning as L
-    import torch.nn.functional as F
 
     from wspace.tasks import InrClassification, ZooDataModule
-
-    class SoftLabelInrClassification(InrClassification):
-        """Accepts Mixup's soft labels [B, C] in training (cross-entropy with probabilities)."""
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            ws, y = batch
-            loss = F.cross_entropy(self(ws), y, label_smoothing=float(self.hparams.label_smoothing))
-            self.log("train/loss", loss, batch_size=len(y))
-            return loss
 
     class KeepBest(L.Callback):
         """Keep the weights of the best validation accuracy in memory (no checkpoint files)."""
@@ -198,12 +188,11 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     warnings.filterwarnings("ignore", module="lightning")
     L.seed_everything(seed, workers=True, verbose=False)
     dm = ZooDataModule(zoo, target="class", batch_size=batch_size, normalize=True)
-    transform, mixup = _methods(dm.stats, seed, dm.num_classes)[method]
-    dm.train.transform = transform  # built after dm: the raw-space transforms need its train stats
-    dm.collate = None if mixup is None else A.MixUpCollate(mixup, num_classes=dm.num_classes, generator=seed)
+    transform, mixup = _methods(dm.stats, seed, dm.num_classes)[method]  # raw-space edits need dm's train stats
+    dm.set_augmentation(transform, None if mixup is None else A.MixUpCollate(mixup, num_classes=dm.num_classes,
+                                                                             generator=seed))
     enc_name, enc_kw = _encoder(encoder)
-    module = SoftLabelInrClassification.from_datamodule(dm, encoder=enc_name, encoder_kwargs=enc_kw, lr=lr,
-                                                        scheduler="cosine")
+    module = InrClassification.from_datamodule(dm, encoder=enc_name, encoder_kwargs=enc_kw, lr=lr, scheduler="cosine")
     keep = KeepBest()
     trainer = L.Trainer(max_epochs=epochs, max_time={"seconds": budget_s}, accelerator="cpu", devices=1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
