@@ -138,16 +138,19 @@ def bench(n_train: int, n_gen: int, k: int, n_exhaustive: int, max_reference: in
     }
 
 
-def bench_d2nwg(samples: str, zoo: str, task: str, out: Path, split: str | None = None) -> dict:
+def bench_d2nwg(samples: str, zoo: str, task: str, out: Path, split: str | None = None,
+                same_task: bool = False) -> dict:
     from datasets_zoo import Zoo
 
     training = Zoo.open(zoo)
     if split is not None:  # the checkpoints the generator was trained on (e.g. digits-tasks' "train" tasks)
         training = training.filter(split=split)
+    if same_task:  # a multi-task zoo: baselines and behaviour against the models of the samples' own task
+        training = training.filter(task=task)
     report = audit(Zoo.open(samples), training, task=task, progress=lambda m: print(f"  [audit] {m}", flush=True))
     report.save(out)
     print(report.table())
-    return {"samples": samples, "zoo": zoo, "zoo_split": split, "training_checkpoints": len(training),
+    return {"samples": samples, "zoo": zoo, "zoo_split": split, "same_task": same_task, "training_checkpoints": len(training),
             "task": task, "fractions": report.summary["fractions"],
             "frontier": report.summary.get("frontier"), "thresholds": report.thresholds.to_dict(),
             "report_dir": str(out), "timings": report.info["timings"]}
@@ -161,6 +164,7 @@ def main() -> None:
     ap.add_argument("--zoo", help="the training zoo of the D2NWG samples")
     ap.add_argument("--task", help="task of the D2NWG samples, e.g. digits:0-1-2-3-4")
     ap.add_argument("--split", help="audit against the training zoo's records with this `split` (e.g. train)")
+    ap.add_argument("--same-task", action="store_true", help="audit against the training models of --task only")
     ap.add_argument("--out", default=str(ROOT / "results" / "audit.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -169,7 +173,7 @@ def main() -> None:
         if not (args.zoo and args.task):
             ap.error("--d2nwg needs --zoo and --task")
         result["d2nwg"] = bench_d2nwg(args.d2nwg, args.zoo, args.task, Path(args.out).parent / "audit_d2nwg",
-                                      args.split)
+                                      args.split, args.same_task)
     else:
         n_train, n_gen = (512, 100) if args.quick else (10_000, 1_000)
         r = bench(n_train, n_gen, args.shortlist, n_exhaustive=8 if args.quick else 16,
