@@ -367,7 +367,9 @@ class _Progress:
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="model", dynamic_ncols=True)
+            # fractional progress within a chunk (epochs): show whole networks
+            self.bar = tqdm(total=total, desc=desc, unit="model", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
 
     def update(self, n: float) -> None:
         if self.bar is not None:
