@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from wspace.errors import WeightSpaceError
-from wspace.io import atomic_write, save_safetensors
+from wspace.io import atomic_write, read_json, save_safetensors
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
@@ -198,13 +198,7 @@ class _AddressSpan:
 # --------------------------------------------------------------------------- zoo.json / manifest
 def _read_zoo_json(path: Path) -> dict:
     f = path / ZOO_JSON
-    try:
-        with open(f) as fh:
-            doc = json.load(fh)
-    except FileNotFoundError as e:
-        raise WeightSpaceError("not a native zoo (no zoo.json)", file=f) from e
-    except (OSError, json.JSONDecodeError) as e:
-        raise WeightSpaceError(f"cannot read zoo.json: {e}", file=f) from e
+    doc = read_json(f, missing="not a native zoo (no zoo.json)")
     if not isinstance(doc, dict) or doc.get("format") != ZOO_FORMAT:
         raise WeightSpaceError(f"not a native zoo description (format is not '{ZOO_FORMAT}')", file=f)
     version = doc.get("format_version")

@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import torch
 
 from wspace.errors import WeightSpaceError
-from wspace.io import atomic_write, load_safetensors, load_weight_space, save_safetensors, save_weight_space
+from wspace.io import atomic_write, load_safetensors, load_weight_space, read_json, save_safetensors, save_weight_space
 from wspace.space import WeightSpace
 
 from .autoencoders import TokenVAE
@@ -334,12 +334,7 @@ class D2NWG:
         """Load a pipeline written by :meth:`save_pretrained`."""
         d = Path(directory)
         f = d / MODEL_INDEX
-        if not f.is_file():
-            raise WeightSpaceError("not a D2NWG pipeline directory (no model_index.json)", file=d)
-        try:
-            index = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise WeightSpaceError(f"invalid JSON: {e}", file=f) from e
+        index = read_json(f, missing="not a D2NWG pipeline directory (no model_index.json)")
         if index.get("_class_name") != "D2NWG":
             raise WeightSpaceError(f"holds a '{index.get('_class_name')}', not a D2NWG pipeline", file=f)
         tok = WeightTokenizer.load(d)

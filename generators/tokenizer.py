@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from wspace.errors import WeightSpaceError
-from wspace.io import atomic_write, load_safetensors, save_safetensors
+from wspace.io import atomic_write, load_safetensors, read_json, save_safetensors
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
@@ -286,13 +286,7 @@ class WeightTokenizer:
     def load(cls, directory: str | os.PathLike) -> "WeightTokenizer":
         """Read a tokenizer written by :meth:`save`."""
         d = Path(directory)
-        f = d / TOKENIZER_CONFIG
-        if not f.is_file():
-            raise WeightSpaceError("no tokenizer config here", file=f)
-        try:
-            config = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise WeightSpaceError(f"invalid JSON: {e}", file=f) from e
+        config = read_json(d / TOKENIZER_CONFIG, missing="no tokenizer config here")
         tensors, _ = load_safetensors(d / TOKENIZER_WEIGHTS)
         return cls.from_config(config, tensors)
 

@@ -128,3 +128,19 @@ def test_unknown_extension_and_missing_file(tmp_path):
         load_state_dict(tmp_path / "w.npz")
     with pytest.raises(WeightSpaceError, match="not found"):
         load_state_dict(tmp_path / "nope.safetensors")
+
+
+def test_read_json_names_the_file_for_missing_and_invalid_files(tmp_path):
+    from wspace.io import read_json
+
+    good = tmp_path / "a.json"
+    good.write_text('{"x": 1}')
+    assert read_json(good) == {"x": 1}
+    with pytest.raises(WeightSpaceError, match="no such thing") as e:
+        read_json(tmp_path / "missing.json", missing="no such thing")
+    assert "missing.json" in str(e.value)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(WeightSpaceError, match="invalid JSON") as e:
+        read_json(bad)
+    assert "bad.json" in str(e.value)

@@ -17,7 +17,7 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -51,6 +51,18 @@ def atomic_write(path: PathLike, mode: str = "w", **open_kwargs) -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: PathLike, missing: str = "file not found") -> Any:
+    """Parse the JSON file at ``path``; a missing, unreadable or invalid file raises
+    :class:`WeightSpaceError` naming it (``missing`` is the message for a missing file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise WeightSpaceError(missing, file=path) from e
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightSpaceError(f"invalid JSON: {e}", file=path) from e
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], file: PathLike | None = None) -> None:
