@@ -18,6 +18,7 @@ Writes ``benchmarks/results/d2nwg.json`` (``--quick``: ``d2nwg_quick.json``) and
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--zoo", default=None, help="an existing digits-tasks zoo (full mode)")
     ap.add_argument("--work", default=None, help="working directory (default: .wspace/bench/d2nwg[-quick])")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: hard,cnn,speed")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: canonical,hard,cnn,speed")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     mode = "quick" if args.quick else "full"
@@ -205,6 +206,20 @@ def main(argv: list[str] | None = None) -> dict:
     res["seen"] = evaluate_tasks(pipe, zoo, seen, train_tasks, M["n_samples"], M["ft_steps"], args.seed + 1, avg)
     _log(f"seen zero-shot: {res['seen']['zero_shot']}")
     timings["evaluate"] = time.time() - t
+
+    # ---------------------------------------------------------------- canonicalized zoo
+    if "canonical" not in skip:  # the same generator on a zoo aligned to one reference first
+        t = time.time()
+        gen_cfg = copy.deepcopy(M["gen"])
+        gen_cfg["tokenizer"] = {**gen_cfg.get("tokenizer", {}), "canonicalize": True}
+        pipe_c = train_d2nwg(zoo, work / "gen-canonical", seed=args.seed, **gen_cfg)
+        g = torch.Generator().manual_seed(args.seed)
+        gen_c = WeightSpace.cat([pipe_c.sample(t_, M["n_samples"], generator=g) for t_ in held])
+        acc_c = E.accuracy(gen_c, [t_ for t_ in held for _ in range(M["n_samples"])])
+        res["canonicalized"] = {"heldout_zero_shot": _stats(acc_c),
+                                "without": res["heldout"]["zero_shot"]["generated"]}
+        timings["canonical"] = time.time() - t
+        _log(f"canonicalized zoo, held-out zero-shot: {res['canonicalized']}")
 
     # ---------------------------------------------------------------- sampling speed
     if "speed" not in skip:
@@ -293,6 +308,10 @@ def table(res: dict) -> str:
     if "sampling_speed" in res:
         rows.append("sampling: " + ", ".join(f"{k}: {s['models_per_s']} models/s, acc {s['acc_mean']:.3f}"
                                              for k, s in res["sampling_speed"].items()))
+    if "canonicalized" in res:
+        c = res["canonicalized"]
+        rows.append(f"held-out zero-shot with the zoo canonicalized first: {c['heldout_zero_shot']['mean']:.3f} "
+                    f"(without: {c['without']['mean']:.3f})")
     if "cnn" in res:
         c = res["cnn"]
         rows.append(f"CNN ({c['spec']}): zoo {c['zoo']['mean']:.3f}, generated {c['generated']['mean']:.3f}, "
