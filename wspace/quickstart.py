@@ -52,13 +52,13 @@ def _zoo_overrides(c: Mapping[str, Any]) -> dict[str, Any]:
             "epochs": int(c["epochs"]), "save_epochs": [int(c["epochs"])]}
 
 
-def _write_samples(ws, tasks: list[str], accs: torch.Tensor, out: Path, meta: dict) -> None:
+def _write_samples(ws, tasks: list[str], accs: torch.Tensor, out: Path, meta: dict, seed: int) -> None:
     from datasets_zoo.format import ZooWriter
     from datasets_zoo.tasks import get_task
 
     if (out / "zoo.json").exists():
         return
-    records = [{"id": f"sample/{i:06d}", "run": i, "seed": 0, "task": t, "sample": i,
+    records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "task": t, "sample": i,
                 "metrics": {"test_acc": float(a)}} for i, (t, a) in enumerate(zip(tasks, accs))]
     with ZooWriter(out, {**meta, "tasks": {t: get_task(t).meta() for t in sorted(set(tasks))}}) as w:
         w.append(ws.to("cpu"), records)
@@ -78,6 +78,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     from generators.evaluate import accuracy, finetune_curve
 
     from .audit import audit
+    from .space import WeightSpace
 
     c = {**DEFAULTS, **dict(config or {})}
     out = Path(out)
@@ -105,10 +106,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     t0 = _stage(f"3/4 sampling {c['samples_per_task']} networks for each of {len(held)} held-out tasks", progress)
     n = int(c["samples_per_task"])
     g = torch.Generator().manual_seed(seed)
-    generated = pipe.sample(held[0], n, generator=g)
-    from .space import WeightSpace
-
-    generated = WeightSpace.cat([generated, *(pipe.sample(t, n, generator=g) for t in held[1:])]).to("cpu")
+    generated = WeightSpace.cat([pipe.sample(t, n, generator=g) for t in held]).to("cpu")
     names = [t for t in held for _ in range(n)]
     steps = [int(s) for s in c["finetune_steps"]]
     gen_curve = finetune_curve(generated, names, steps, seed=seed)
@@ -117,7 +115,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     trained = zoo.filter(split="heldout")
     trained_acc = accuracy(trained.weights(), list(trained.column("task")))
     _write_samples(generated, names, gen_curve[0], out / "samples",
-                   {"generator": {"name": "d2nwg", "checkpoint": str(out / "d2nwg" / "pipeline")}})
+                   {"generator": {"name": "d2nwg", "checkpoint": str(out / "d2nwg" / "pipeline")}}, seed)
     times["sampling+evaluation"] = time.perf_counter() - t0
 
     # 4. the memorization audit (weights only: samples of different tasks share one zoo)
