@@ -69,11 +69,43 @@ def build_equivariant(name: str, spec: WeightSpaceSpec, **kwargs: Any) -> tuple[
 
 
 class WeightSpaceTask(L.LightningModule):
-    """Base class: AdamW (+ optional cosine decay over the run's steps) and hparam saving.
+    """Base class: AdamW (+ optional cosine decay over the run's steps), hparam saving and
+    split-level evaluation.
 
     Subclasses call ``self._save(locals())`` first in ``__init__`` (all init arguments
-    must be primitive or a spec), then build ``self.encoder``.
+    must be primitive or a spec), then build ``self.encoder``. For validation and test
+    they implement ``_eval_step(stage, batch)``, accumulating in ``self._eval[stage]``,
+    and ``_eval_end(stage)``, which pops it and logs metrics over the whole split (exact,
+    independent of batch sizes).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._eval: dict[str, Any] = {}
+
+    def _eval_step(self, stage: str, batch: Any) -> None:
+        raise NotImplementedError
+
+    def _eval_end(self, stage: str) -> None:
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval.pop("test", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
 
     def _save(self, args: dict) -> None:
         hp = {k: v for k, v in args.items() if k not in ("self", "__class__")}

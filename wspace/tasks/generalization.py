@@ -35,7 +35,6 @@ class GeneralizationPrediction(WeightSpaceTask):
         super().__init__()
         self._save(locals())
         self.encoder = build_encoder(encoder, as_spec(spec), 1, **(encoder_kwargs or {}))
-        self._preds: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @classmethod
     def from_datamodule(cls, dm: Any, **kwargs: Any) -> "GeneralizationPrediction":
@@ -59,10 +58,10 @@ class GeneralizationPrediction(WeightSpaceTask):
 
     def _eval_step(self, stage: str, batch: Any) -> None:
         ws, y = batch
-        self._preds.setdefault(stage, []).append((self(ws).detach().double().cpu(), y.detach().double().cpu()))
+        self._eval.setdefault(stage, []).append((self(ws).detach().double().cpu(), y.detach().double().cpu()))
 
     def _eval_end(self, stage: str) -> None:
-        parts = self._preds.pop(stage, [])
+        parts = self._eval.pop(stage, [])
         if not parts:
             return
         pred = torch.cat([p for p, _ in parts])
@@ -70,21 +69,3 @@ class GeneralizationPrediction(WeightSpaceTask):
         mse = float(((pred - y) ** 2).mean())
         self._log_epoch(stage, {"loss": mse / self.hparams.target_std ** 2, "mse": mse,
                                 "kendall_tau": kendall_tau(pred, y), "r2": r2_score(pred, y)})
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def on_validation_epoch_start(self) -> None:
-        self._preds.pop("val", None)
-
-    def on_test_epoch_start(self) -> None:
-        self._preds.pop("test", None)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")

@@ -33,7 +33,6 @@ class InrClassification(WeightSpaceTask):
         super().__init__()
         self._save(locals())
         self.encoder = build_encoder(encoder, as_spec(spec), int(num_classes), **(encoder_kwargs or {}))
-        self._acc: dict[str, list[float]] = {}
 
     @classmethod
     def from_datamodule(cls, dm: Any, **kwargs: Any) -> "InrClassification":
@@ -56,30 +55,12 @@ class InrClassification(WeightSpaceTask):
     def _eval_step(self, stage: str, batch: Any) -> None:
         ws, y = batch
         logits = self(ws)
-        s = self._acc.setdefault(stage, [0.0, 0.0, 0.0])
+        s = self._eval.setdefault(stage, [0.0, 0.0, 0.0])
         s[0] += float(F.cross_entropy(logits, y, reduction="sum"))
         s[1] += float((logits.argmax(-1) == y).sum())
         s[2] += len(y)
 
     def _eval_end(self, stage: str) -> None:
-        loss, correct, n = self._acc.pop(stage, [0.0, 0.0, 0.0])
+        loss, correct, n = self._eval.pop(stage, [0.0, 0.0, 0.0])
         if n:
             self._log_epoch(stage, {"loss": loss / n, "acc": correct / n})
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def on_validation_epoch_start(self) -> None:
-        self._acc.pop("val", None)
-
-    def on_test_epoch_start(self) -> None:
-        self._acc.pop("test", None)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")

@@ -84,7 +84,6 @@ class InrEditing(WeightSpaceTask):
         self.register_buffer("coords", coordinate_grid(int(resolution)), persistent=False)
         self.register_buffer("w_mean", torch.tensor([float(v) for v in weight_mean]), persistent=False)
         self.register_buffer("w_std", torch.tensor([float(v) for v in weight_std]), persistent=False)
-        self._sums: dict[str, list[float]] = {}
 
     @classmethod
     def from_datamodule(cls, dm: Any, **kwargs: Any) -> "InrEditing":
@@ -120,30 +119,12 @@ class InrEditing(WeightSpaceTask):
     def _eval_step(self, stage: str, batch: Any) -> None:
         ws, _ = batch
         loss, base = self._losses(ws)
-        s = self._sums.setdefault(stage, [0.0, 0.0, 0.0])
+        s = self._eval.setdefault(stage, [0.0, 0.0, 0.0])
         s[0] += float(loss) * len(ws)  # equal pixels per INR: the split MSE is the mean of per-batch MSEs by size
         s[1] += float(base) * len(ws)
         s[2] += len(ws)
 
     def _eval_end(self, stage: str) -> None:
-        mse, base, n = self._sums.pop(stage, [0.0, 0.0, 0.0])
+        mse, base, n = self._eval.pop(stage, [0.0, 0.0, 0.0])
         if n:
             self._log_epoch(stage, {"loss": mse / n, "mse": mse / n, "identity_mse": base / n})
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def on_validation_epoch_start(self) -> None:
-        self._sums.pop("val", None)
-
-    def on_test_epoch_start(self) -> None:
-        self._sums.pop("test", None)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_end("test")
