@@ -41,3 +41,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def zoo_reads(monkeypatch):
+    """The batch size of every ``Zoo.weights`` call made during the test, in order."""
+    from datasets_zoo import Zoo
+
+    calls: list[int] = []
+    original = Zoo.weights
+
+    def spy(self, indices=None):
+        calls.append(len(indices))
+        return original(self, indices)
+
+    monkeypatch.setattr(Zoo, "weights", spy)
+    return calls

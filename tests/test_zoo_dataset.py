@@ -115,18 +115,10 @@ def test_stats_come_from_train_only(zoo_path):
     np.testing.assert_array_equal(parts["val"].indices, val.indices)
 
 
-def test_dense_loader_batches(zoo_path, monkeypatch):
+def test_dense_loader_batches(zoo_path, zoo_reads):
     path, ws_all = zoo_path
     zoo = Zoo.open(path)
     ds = zoo.dataset("train", target="test_acc", split_by="run")
-    calls = []
-    original = Zoo.weights
-
-    def spy(self, indices=None):
-        calls.append(len(indices))
-        return original(self, indices)
-
-    monkeypatch.setattr(Zoo, "weights", spy)
     loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=False, collate_fn=collate_dense)
     seen = 0
     for ws, y in loader:
@@ -138,7 +130,7 @@ def test_dense_loader_batches(zoo_path, monkeypatch):
         torch.testing.assert_close(y, expected)
         seen += len(ws)
     assert seen == len(ds) == 32
-    assert calls == [8, 8, 8, 8]  # one batched zoo read per batch, not one per network
+    assert zoo_reads == [8, 8, 8, 8]  # one batched zoo read per batch, not one per network
     ws1, y1 = ds[3]
     assert len(ws1) == 1 and y1.shape == ()
     assert isinstance(next(iter(ds.loader(batch_size=4)))[0], WeightSpace)

@@ -26,6 +26,14 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay out, write and close ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _finite(a) -> np.ndarray:
     a = np.asarray(a, dtype=float)
     return a[np.isfinite(a)]
@@ -65,11 +73,7 @@ def _scatter(r: "AuditReport", out: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="best")
     fig.suptitle("accuracy vs behaviour similarity to the most similar training model")
-    fig.tight_layout()
-    path = out / "accuracy_vs_similarity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "accuracy_vs_similarity.png")
 
 
 def _histograms(r: "AuditReport", out: Path) -> Path:
@@ -95,11 +99,7 @@ def _histograms(r: "AuditReport", out: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("L2 distance")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "nearest_distance_hist.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "nearest_distance_hist.png")
 
 
 def _frontier(r: "AuditReport", out: Path) -> Path | None:
@@ -123,11 +123,7 @@ def _frontier(r: "AuditReport", out: Path) -> Path | None:
     ax.set_title("accuracy-novelty frontier", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "frontier.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "frontier.png")
 
 
 def write_plots(r: "AuditReport", out: Path) -> dict[str, Path]:
