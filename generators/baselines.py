@@ -17,7 +17,7 @@ parameter tensor over the training networks, so one grid fits every architecture
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -82,7 +82,7 @@ def noise_grid(
 
 def aligned_average(
     ws: WeightSpace, k: int | None = None, reference: WeightSpace | None = None,
-    generator: torch.Generator | None = None, *, iterations: int = 2,
+    generator: torch.Generator | None = None, *, iterations: int = 2, **match_kwargs: Any,
 ) -> WeightSpace:
     """The average of ``k`` training checkpoints after permuting them onto a common reference (B = 1).
 
@@ -90,6 +90,7 @@ def aligned_average(
     drawn at random when a ``generator`` is given. They are aligned onto ``reference``
     (default: the first of them) and averaged; each further iteration re-aligns them
     onto that average (a better template than any single member) and averages again.
+    ``match_kwargs`` go to :func:`wspace.align.weight_matching` (e.g. ``max_iter``).
 
     Raises:
         WeightSpaceError: ``k`` out of range or a reference of another architecture.
@@ -110,7 +111,7 @@ def aligned_average(
         raise WeightSpaceError(f"the reference must be one network, got a batch of {len(reference)}")
     template = reference.detach()
     for _ in range(max(1, int(iterations))):
-        P = weight_matching_to_reference(members, template, generator=generator)
+        P = weight_matching_to_reference(members, template, generator=generator, **match_kwargs)
         template = permute(members, P).map(lambda t: t.mean(0, keepdim=True))
     return template
 

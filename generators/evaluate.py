@@ -11,8 +11,7 @@ the layout of :mod:`datasets_zoo.train_vectorized`).
 * :func:`best_of_n`: pick one of ``n`` generated networks per task by accuracy on a
   validation split (the task's training samples), report its test accuracy.
 * :func:`retrieval_baseline`: the zoo networks of the most similar training task.
-* :func:`aligned_average`: the aligned average of zoo networks (``generators.baselines``
-  when present, else weight matching onto a reference and a mean).
+* :func:`aligned_average`: the aligned average of zoo networks (``generators.baselines``).
 * :func:`steps_to_reach`: first recorded step at which a curve reaches a target.
 """
 from __future__ import annotations
@@ -140,17 +139,11 @@ def retrieval_baseline(zoo, task: str, train_tasks: Sequence[str], k: int = 1, e
 
 
 def aligned_average(ws: WeightSpace, k: int | None = None) -> WeightSpace:
-    """Aligned average of (the first ``k``) networks of ``ws`` (B = 1)."""
-    try:
-        from generators.baselines import aligned_average as _aa  # the audit's implementation when present
+    """Aligned average of (the first ``k``, clamped to ``len(ws)``) networks of ``ws`` (B = 1):
+    :func:`generators.baselines.aligned_average`."""
+    from .baselines import aligned_average as _aligned_average
 
-        return _aa(ws, k=None if k is None else min(int(k), len(ws)))
-    except ImportError:
-        from .tokenizer import canonicalize
-
-        sub = ws if k is None else ws[: int(k)]
-        aligned, _ = canonicalize(sub, iterations=3)
-        return WeightSpace(ws.spec, [t.mean(0, keepdim=True) for t in aligned.tensors])
+    return _aligned_average(ws, k=None if k is None else min(int(k), len(ws)))
 
 
 def steps_to_reach(curve: dict[int, torch.Tensor], target: float) -> int | None:

@@ -308,11 +308,11 @@ def canonicalize(ws: WeightSpace, reference: WeightSpace | None = None, iteratio
     """
     from wspace.align import align
 
+    from .baselines import aligned_average
+
     g = torch.Generator().manual_seed(seed)
-    ref = ws[0].detach().clone() if reference is None else reference
-    aligned = align(ws, ref, max_iter=max_iter, generator=g)
-    if reference is None:
-        for _ in range(max(0, iterations - 1)):
-            ref = WeightSpace(ws.spec, [t.mean(0, keepdim=True) for t in aligned.tensors])
-            aligned = align(ws, ref, max_iter=max_iter, generator=g)
-    return aligned, ref
+    ref = reference
+    if ref is None:  # the aligned average after iterations - 1 rounds; the first network for one round
+        ref = (aligned_average(ws, iterations=iterations - 1, generator=g, max_iter=max_iter) if iterations > 1
+               else ws[0].detach().clone())
+    return align(ws, ref, max_iter=max_iter, generator=g), ref
