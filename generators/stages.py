@@ -218,8 +218,10 @@ def fit_pipeline(zoo: Any, out: Path, cfg: dict, *, seed: int = 0, device: str =
 
     torch.manual_seed(seed)
     trainer = dict(trainer or {})
-    if device != "cpu" and "accelerator" not in trainer:
-        trainer["accelerator"] = "gpu" if device.startswith("cuda") else device
+    if trainer.get("accelerator", "auto") == "auto":  # as `wspace train` does for encoders: device= decides
+        from wspace.tasks.train import trainer_device
+
+        trainer.update(trainer_device(device))
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(zoo, cfg, seed)
     ws = data["ws"]
