@@ -8,7 +8,7 @@ the sampler settings in ``hparams`` and ``metrics`` (``test_acc``, ``train_acc``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -29,8 +29,12 @@ def load_pipeline(checkpoint: str | Path, device: str = "cpu"):
     return D2NWG.from_pretrained(d, device=device)
 
 
-def write_samples(ws, task: str, out: str | Path, meta: dict, hparams: dict, seed: int) -> dict[str, torch.Tensor]:
-    """Write ``ws`` (networks for ``task``) as a native zoo at ``out``; returns their metrics."""
+def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hparams: dict, seed: int
+                  ) -> dict[str, torch.Tensor]:
+    """Write ``ws`` as a native zoo at ``out``; returns their metrics.
+
+    ``task``: the task of every network, or one task name per network.
+    """
     from datasets_zoo.format import ZooWriter
     from datasets_zoo.tasks import get_task
 
@@ -39,11 +43,12 @@ def write_samples(ws, task: str, out: str | Path, meta: dict, hparams: dict, see
     out = Path(out)
     if (out / "zoo.json").exists():
         raise WeightSpaceError("a zoo already exists here; choose a new out= directory", file=out)
-    t = get_task(task)
-    metrics = {"test_acc": accuracy(ws, t.name, "test"), "train_acc": accuracy(ws, t.name, "train")}
-    records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "task": t.name, "sample": i, "hparams": hparams,
-                "metrics": {k: float(v[i]) for k, v in metrics.items()}} for i in range(len(ws))]
-    with ZooWriter(out, {**meta, "tasks": {t.name: t.meta()}}) as w:
+    names = [get_task(task).name] * len(ws) if isinstance(task, str) else [get_task(t).name for t in task]
+    metrics = {"test_acc": accuracy(ws, names, "test"), "train_acc": accuracy(ws, names, "train")}
+    records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "task": t, "sample": i, "hparams": hparams,
+                "metrics": {k: float(v[i]) for k, v in metrics.items()}} for i, t in enumerate(names)]
+    tasks = {t: get_task(t).meta() for t in sorted(set(names))}
+    with ZooWriter(out, {**meta, "tasks": tasks}) as w:
         w.append(ws.to("cpu"), records)
     return metrics
 

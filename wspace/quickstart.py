@@ -52,18 +52,6 @@ def _zoo_overrides(c: Mapping[str, Any]) -> dict[str, Any]:
             "epochs": int(c["epochs"]), "save_epochs": [int(c["epochs"])]}
 
 
-def _write_samples(ws, tasks: list[str], accs: torch.Tensor, out: Path, meta: dict, seed: int) -> None:
-    from datasets_zoo.format import ZooWriter
-    from datasets_zoo.tasks import get_task
-
-    if (out / "zoo.json").exists():
-        return
-    records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "task": t, "sample": i,
-                "metrics": {"test_acc": float(a)}} for i, (t, a) in enumerate(zip(tasks, accs))]
-    with ZooWriter(out, {**meta, "tasks": {t: get_task(t).meta() for t in sorted(set(tasks))}}) as w:
-        w.append(ws.to("cpu"), records)
-
-
 def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, device: str = "cpu",
                    progress: bool = True, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the tour into ``out`` and return the summary (also written to ``out/summary.json``).
@@ -76,6 +64,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     from datasets_zoo.families import init_weight_space
     from generators.d2nwg import train_d2nwg
     from generators.evaluate import accuracy, finetune_curve
+    from generators.sample import write_samples
 
     from .audit import audit
     from .space import WeightSpace
@@ -114,8 +103,9 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     rnd_curve = finetune_curve(random_init, names, steps, seed=seed)
     trained = zoo.filter(split="heldout")
     trained_acc = accuracy(trained.weights(), list(trained.column("task")))
-    _write_samples(generated, names, gen_curve[0], out / "samples",
-                   {"generator": {"name": "d2nwg", "checkpoint": str(out / "d2nwg" / "pipeline")}}, seed)
+    if not (out / "samples" / "zoo.json").exists():  # a rerun keeps the samples it wrote
+        write_samples(generated, names, out / "samples",
+                      {"generator": {"name": "d2nwg", "checkpoint": str(out / "d2nwg" / "pipeline")}}, {}, seed)
     times["sampling+evaluation"] = time.perf_counter() - t0
 
     # 4. the memorization audit (weights only: samples of different tasks share one zoo)
