@@ -112,18 +112,6 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- (b)
-def _encoder(name: str) -> tuple[str, dict]:
-    """A configs/train/encoder option name -> (ENCODERS key, kwargs)."""
-    cfg = ROOT.parent / "configs" / "train" / "encoder" / f"{name}.yaml"
-    if cfg.is_file():
-        from omegaconf import OmegaConf
-
-        c = OmegaConf.to_container(OmegaConf.load(cfg), resolve=True)
-        return str(c.get("name", name)), dict(c.get("kwargs") or {})
-    fallback = {"nfn_hnp": ("nfn", {"mode": "hnp"}), "nfn_np": ("nfn", {"mode": "np"})}
-    return fallback.get(name, (name, {}))
-
-
 def _methods(stats, seed: int, num_classes: int) -> dict[str, tuple[Any, Any]]:
     """name -> (train transform, MixUp or None). Non-permutation edits act on raw weights."""
     raw = lambda t: A.Denormalized(t, stats)  # noqa: E731
@@ -171,6 +159,7 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     import lightning as L
 
     from wspace.tasks import InrClassification, ZooDataModule
+    from wspace.tasks.train import encoder_config
 
     class KeepBest(L.Callback):
         """Keep the weights of the best validation accuracy in memory (no checkpoint files)."""
@@ -191,7 +180,7 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     transform, mixup = _methods(dm.stats, seed, dm.num_classes)[method]  # raw-space edits need dm's train stats
     dm.set_augmentation(transform, None if mixup is None else A.MixUpCollate(mixup, num_classes=dm.num_classes,
                                                                              generator=seed))
-    enc_name, enc_kw = _encoder(encoder)
+    enc_name, enc_kw = encoder_config(encoder)
     module = InrClassification.from_datamodule(dm, encoder=enc_name, encoder_kwargs=enc_kw, lr=lr, scheduler="cosine")
     keep = KeepBest()
     trainer = L.Trainer(max_epochs=epochs, max_time={"seconds": budget_s}, accelerator="cpu", devices=1,

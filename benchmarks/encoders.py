@@ -51,11 +51,11 @@ sys.path.insert(0, str(ROOT.parent))
 import torch  # noqa: E402
 
 from datasets_zoo.build import build_zoo  # noqa: E402
-from wspace.cli import compose_config  # noqa: E402
 from wspace.errors import WeightSpaceError  # noqa: E402
 from wspace.nn import ENCODERS, EQUIVARIANT_ENCODERS  # noqa: E402
 from wspace.tasks import ZooDataModule, fit  # noqa: E402
-from wspace.tasks.base import build_encoder, plain  # noqa: E402
+from wspace.tasks.base import build_encoder  # noqa: E402
+from wspace.tasks.train import encoder_config as train_encoder_config  # noqa: E402
 
 ENCODER_CONFIGS = ("flat_mlp", "statnn", "dwsnet", "nfn_np", "nfn_hnp", "unf", "graph")
 # key -> (task config, zoo key, target, metrics reported: (name, higher is better))
@@ -76,8 +76,9 @@ HIDDEN: dict = {}  # --hidden: an override of every encoder's `hidden` (quick mo
 
 
 def encoder_config(name: str) -> tuple[str, dict]:
-    enc = compose_config("train", ["task=inr_classification", f"encoder={name}"]).encoder
-    return str(enc.name), {**plain(enc.get("kwargs") or {}), **HIDDEN}
+    """The encoder option's (registry name, kwargs), with this run's width override."""
+    enc, kwargs = train_encoder_config(name)
+    return enc, {**kwargs, **HIDDEN}
 
 
 def available_encoders(requested: list[str]) -> list[str]:

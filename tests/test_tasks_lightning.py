@@ -292,3 +292,10 @@ def test_fit_with_aligned_mixup_trains_on_soft_labels(zoos, tmp_path):
     assert seen and all(y.is_floating_point() and y.shape[1] == 10 for y in seen)
     assert all(torch.allclose(y.sum(1), torch.ones(len(y))) for y in seen)
     assert 0.0 <= m["test/acc"] <= 1.0
+
+
+def test_encoder_config_reads_the_encoder_option():
+    from wspace.tasks.train import encoder_config
+
+    name, kwargs = encoder_config("nfn_hnp")
+    assert name == "nfn" and kwargs["mode"] == "hnp" and kwargs["hidden"] == 32

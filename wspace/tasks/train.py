@@ -51,6 +51,14 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(where) / "train" / group).glob("*.yaml"))
 
 
+def encoder_config(name: str) -> tuple[str, dict[str, Any]]:
+    """A ``configs/train/encoder`` option -> (``wspace.nn.ENCODERS`` key, constructor kwargs)."""
+    from wspace.cli import compose_config
+
+    enc = compose_config("train", [f"encoder={name}"]).encoder
+    return str(enc.name), plain(enc.get("kwargs") or {})
+
+
 def trainer_device(device: str | None) -> dict[str, Any]:
     """Lightning ``accelerator`` / ``devices`` for a torch device string (``cpu``, ``cuda:1``, ``mps``)."""
     import torch
