@@ -112,34 +112,8 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- (b)
-def _methods(stats, seed: int, num_classes: int) -> dict[str, tuple[Any, Any]]:
-    """name -> (train transform, MixUp or None). Non-permutation edits act on raw weights."""
-    raw = lambda t: A.Denormalized(t, stats)  # noqa: E731
-    s = seed * 100
-    symmetry = A.Compose([A.RandomPermutation(generator=s + 1),
-                          raw(A.Compose([A.RandomSignFlip(0.5, generator=s + 2),
-                                         A.RandomApply(A.SirenBiasShift(generator=s + 3), 0.5, generator=s + 4)]))])
-    agnostic = A.RandomChoice([A.GaussianNoise(0.32, generator=s + 5), A.WeightDropout(0.1, generator=s + 6),
-                               A.QuantileZeroing(0.1, generator=s + 7)], generator=s + 8)
-    inr = raw(A.RandomChoice([A.RandomRotation(30.0, generator=s + 9), A.RandomScale(0.2, generator=s + 10),
-                              A.RandomTranslation(0.25, generator=s + 11)], generator=s + 12))
-    combo = A.Compose([raw(A.Compose([A.RandomTranslation(0.25, generator=s + 13),
-                                      A.RandomSignFlip(0.5, generator=s + 14)])),
-                       A.GaussianNoise(0.32, generator=s + 15)])
-
-    def mix(align):
-        return A.MixUp(align=align, alpha=1.0, num_classes=num_classes, generator=s + 16)
-
-    return {
-        "none": (None, None),
-        "symmetry": (symmetry, None),
-        "data_agnostic": (agnostic, None),
-        "inr_input": (inr, None),
-        "mixup_naive": (None, mix(None)),
-        "mixup_random_perm": (None, mix("random")),
-        "mixup_aligned": (None, mix("weight_matching")),
-        "combo_aligned_mixup": (combo, mix("weight_matching")),
-    }
+STUDY_METHODS = ("none", "symmetry", "data_agnostic", "inr_input", "mixup_naive", "mixup_random_perm",
+                 "mixup_aligned", "symmetry_inr", "combo")  # the recipe names of wspace.augment.RECIPES that the study runs
 
 
 def _subset_zoo(zoo, fraction: float, seed: int = 0):
@@ -177,7 +151,7 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     warnings.filterwarnings("ignore", module="lightning")
     L.seed_everything(seed, workers=True, verbose=False)
     dm = ZooDataModule(zoo, target="class", batch_size=batch_size, normalize=True)
-    transform, mixup = _methods(dm.stats, seed, dm.num_classes)[method]  # raw-space edits need dm's train stats
+    transform, mixup = A.recipe(method, stats=dm.stats, num_classes=dm.num_classes, seed=seed)  # raw edits need stats
     dm.set_augmentation(transform, None if mixup is None else A.MixUpCollate(mixup, num_classes=dm.num_classes,
                                                                              generator=seed))
     enc_name, enc_kw = encoder_config(encoder)
@@ -243,7 +217,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="(b) max epochs per run (default 40; quick 1)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="(b) seeds (default 0 1 2; quick 0)")
     ap.add_argument("--encoders", nargs="+", default=None, help="(b) encoders (default nfn_hnp unf statnn)")
-    ap.add_argument("--methods", nargs="+", default=None, help="(b) subset of methods (default all)")
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(A.RECIPES),
+                    help=f"(b) augmentation recipes (default: {' '.join(STUDY_METHODS)})")
     ap.add_argument("--fractions", type=float, nargs="+", default=None, help="(b) train fractions (default 1 0.1)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -274,9 +249,7 @@ def main() -> None:
             print(f"(b) skipped: wspace.tasks is not available ({e})")
         else:
             encoders = args.encoders or (["statnn"] if args.quick else ["nfn_hnp", "unf", "statnn"])
-            all_methods = ["none", "symmetry", "data_agnostic", "inr_input", "mixup_naive", "mixup_random_perm",
-                           "mixup_aligned", "combo_aligned_mixup"]
-            methods = args.methods or (["none", "combo_aligned_mixup"] if args.quick else all_methods)
+            methods = args.methods or (["none", "combo"] if args.quick else list(STUDY_METHODS))
             fractions = args.fractions or ([1.0] if args.quick else [1.0, 0.1])
             seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
             epochs = args.epochs or (1 if args.quick else 40)

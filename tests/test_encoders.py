@@ -500,3 +500,25 @@ def test_unf_learns_a_weight_statistic():
     assert losses[-1] < 0.05 * losses[0], (losses[0], losses[-1])
     # and it beats the best constant predictor (MSE = Var(s)) by far: it reads the weights
     assert losses[-1] < 0.25 * s.var(correction=0).item(), (losses[-1], s.var().item())
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn2d", "mlp_nobias"])
+def test_dws_layer_fused_forward_equals_the_sum_of_its_blocks(family):
+    """DWSLayer fuses blocks writing the same output pattern into one matmul: same map."""
+    torch.manual_seed(0)
+    ws = _ws(family)
+    lay = feature_layout(ws.spec, "hnp")
+    for reduction in ("max", "mean"):
+        layer = DWSLayer(lay, 2, 3, reduction=reduction).double()
+        for block in layer.blocks.values():  # non-zero constants too
+            for b in block.biases:
+                torch.nn.init.normal_(b)
+        x = tuple(torch.randn(4, c, *t.sizes, dtype=torch.float64) for c, t in zip(lay.channels(2), lay.tensors))
+        fused = layer(x)
+        summed = [None] * len(x)
+        for block in layer.blocks.values():
+            for j, y in enumerate(block.forward_partial(x)):
+                if y is not None:
+                    summed[j] = y if summed[j] is None else summed[j] + y
+        for f, s in zip(fused, summed):
+            assert torch.allclose(f, s, atol=1e-12)

@@ -299,3 +299,90 @@ def test_encoder_config_reads_the_encoder_option():
 
     name, kwargs = encoder_config("nfn_hnp")
     assert name == "nfn" and kwargs["mode"] == "hnp" and kwargs["hidden"] == 32
+
+
+# --------------------------------------------------------------------------- schedule
+def test_cosine_schedule_follows_the_step_or_time_budget(zoos, monkeypatch):
+    """The cosine decay tracks whichever budget is nearer its end: steps, or ``max_time``."""
+    import types
+
+    from lightning.pytorch.callbacks import Timer
+
+    from wspace.tasks.base import cosine_factor
+
+    assert cosine_factor(0.0) == 1.0 and cosine_factor(1.0) == 0.0 and cosine_factor(0.5) == pytest.approx(0.5)
+    dm = ZooDataModule(zoos["inr"], target="class")
+    module = InrClassification.from_datamodule(dm, encoder="statnn", lr=1e-2, scheduler="cosine")
+    timer = Timer(duration={"seconds": 100})
+    clock = {"t": 0.0}
+    monkeypatch.setattr("lightning.pytorch.callbacks.timer.time.monotonic", lambda: clock["t"])
+    timer._start_time["train"] = 0.0
+    fake = types.SimpleNamespace(estimated_stepping_batches=1000, global_step=100, callbacks=[timer])
+    monkeypatch.setattr(module, "_trainer", fake)
+    opt_cfg = module.configure_optimizers()
+    sched, opt = opt_cfg["lr_scheduler"]["scheduler"], opt_cfg["optimizer"]
+    clock["t"] = 25.0  # time is the nearer budget: 25% vs 10% of the steps
+    sched.step()
+    assert module.training_progress() == pytest.approx(0.25)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * cosine_factor(0.25))
+    fake.global_step = 600  # now the steps are
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * cosine_factor(0.6))
+    clock["t"] = 250.0  # past the budget: clamped at the end of the decay
+    sched.step()
+    assert module.training_progress() == 1.0 and opt.param_groups[0]["lr"] == pytest.approx(0.0)
+    # without any finite budget the rate stays constant
+    fake.estimated_stepping_batches, fake.callbacks = float("inf"), []
+    assert module.training_progress() == 0.0
+
+
+def test_time_budget_alone_decays_the_rate_to_zero(zoos, tmp_path):
+    """A run ended by ``max_time`` (no useful step budget) ends with a fully decayed rate."""
+    import lightning as L
+
+    dm = ZooDataModule(zoos["inr"], target="class", batch_size=2)
+    module = InrClassification.from_datamodule(dm, encoder="statnn", encoder_kwargs=SMALL, lr=1e-2, scheduler="cosine")
+    trainer = L.Trainer(max_epochs=10**6, max_time={"seconds": 2}, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, datamodule=dm)
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    assert trainer.global_step > 5 and lr < 0.05 * 1e-2
+
+
+# --------------------------------------------------------------------------- augment=<recipe>
+@pytest.mark.parametrize("name", ["none", "symmetry", "data_agnostic", "inr_input", "mixup_naive",
+                                  "mixup_random_perm", "mixup_aligned", "mixup_weights_only", "symmetry_inr", "combo"])
+def test_every_augment_config_builds_its_recipe(zoos, name):
+    """Each ``configs/train/augment`` option installs that recipe's train-only hooks."""
+    from wspace.cli import compose_config
+    from wspace.tasks.train import build
+
+    cfg = compose_config("train", ["task=inr_classification", "encoder=statnn", f"augment={name}",
+                                   f"zoo={zoos['inr']}", "out=unused"])
+    dm, _ = build(cfg)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    mixes = "mixup" in name or name == "combo"
+    assert (dm.collate is not None) == mixes
+    ws, y = dm.collate(batch) if mixes else batch  # Lightning applies it to train batches
+    assert (dm.train.transform is not None) == (name not in ("none",) and not name.startswith("mixup"))
+    if mixes and name != "mixup_weights_only":
+        assert y.is_floating_point() and torch.allclose(y.sum(1), torch.ones(len(y)))
+    else:  # hard labels (weights-only Mixup keeps the dominant network's label, one-hot)
+        assert (not y.is_floating_point()) or torch.all((y == 0) | (y == 1))
+    ws_val, y_val = next(iter(dm.val_dataloader()))  # evaluation is never augmented
+    assert not y_val.is_floating_point()
+
+
+def test_cli_train_with_augment_option_runs(zoos, tmp_path, capsys):
+    rc = cli.main(["train", "task=inr_classification", "encoder=statnn", f"zoo={zoos['inr']}", f"out={tmp_path}",
+                   "augment=combo", "trainer=debug", "encoder.kwargs.hidden=8"])
+    assert rc == 0 and json.loads((tmp_path / "metrics.json").read_text())["test/acc"] >= 0.0
+    assert "augment" in (tmp_path / "config.yaml").read_text()
+
+
+def test_unknown_augment_recipe_is_a_clear_error():
+    from wspace.augment import recipe
+
+    with pytest.raises(WeightSpaceError, match="unknown augmentation recipe 'mixupp'.*mixup_aligned"):
+        recipe("mixupp")

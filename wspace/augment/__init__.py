@@ -15,7 +15,9 @@ network, seeded with ``generator=<int | torch.Generator | None>``; they plug int
   :class:`RandomScale`, :class:`RandomTranslation` (first layer only; exact);
 * Mixup (:mod:`.mixup`): :class:`MixUp` (naive / random-permutation / weight-matching /
   reference alignment, weights-only labels), :class:`MixUpCollate`, :class:`WithIndex`,
-  :class:`ReferenceAligner`, :class:`PairAlignmentCache`, :func:`mix_labels`.
+  :class:`ReferenceAligner`, :class:`PairAlignmentCache`, :func:`mix_labels`;
+* named recipes (:mod:`.recipes`): :func:`recipe` builds the (transform, Mixup) pair that
+  ``wspace train augment=<name>`` uses.
 
 Example::
 
@@ -29,6 +31,7 @@ from .data_agnostic import GaussianNoise, QuantileZeroing, WeightDropout
 from .function_preserving import RandomPermutation, RandomScaling, RandomSignFlip, SirenBiasShift, sine_groups
 from .inr import RandomRotation, RandomScale, RandomTranslation, inr_affine, rotation_matrix
 from .mixup import MixUp, MixUpCollate, PairAlignmentCache, ReferenceAligner, WithIndex, mix_labels
+from .recipes import RECIPES, recipe
 
 __all__ = [
     "Transform", "Compose", "RandomApply", "RandomChoice", "Denormalized", "Lambda", "make_generator",
@@ -37,4 +40,5 @@ __all__ = [
     "GaussianNoise", "WeightDropout", "QuantileZeroing",
     "inr_affine", "RandomRotation", "RandomScale", "RandomTranslation", "rotation_matrix",
     "MixUp", "MixUpCollate", "PairAlignmentCache", "ReferenceAligner", "WithIndex", "mix_labels",
+    "RECIPES", "recipe",
 ]

@@ -28,12 +28,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightSpaceError
 from ..spec import WeightSpaceSpec
 from .features import FeatureLayout, Features, feature_layout
-from .basis import CoreCache
+from .basis import CoreCache, embed
 from .unf import DEFAULT_MAX_PARAMS, EquivariantEncoder, InvariantEncoder, UNFLinear
 
 __all__ = ["DWSLayer", "DWSNet", "EquivariantDWSNet", "check_chain"]
@@ -87,6 +88,7 @@ class DWSLayer(nn.Module):
                 bias=bias and src == dst, allow=lambda i, j, s=src, d=dst: roles[i] == s and roles[j] == d,
             )
         self._cout = layout.channels(out_channels)
+        self._fused = self._fused_plan()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -103,16 +105,44 @@ class DWSLayer(nn.Module):
                 with torch.no_grad():
                     weights[w].mul_(math.sqrt(block._fan[okey.tensor] / max(fan[okey.tensor], 1)))
 
+    def _fused_plan(self) -> list[tuple]:
+        """Per output pattern, the (block, weight index, bias index, cores) that write it.
+
+        A pattern fed by several blocks (e.g. a weight tensor's pattern fed by both the
+        weight->weight and bias->weight blocks) is then one matmul over the blocks'
+        concatenated cores and weights, instead of one per block.
+        """
+        plan: dict = {}
+        for name, block in self.blocks.items():
+            for okey, cores, w, b in block._plan:
+                plan.setdefault(okey, []).append((name, w, b, cores))
+        return sorted(plan.items(), key=lambda kv: (kv[0].tensor, -len(kv[0].tied)))
+
     def forward(self, feats: Features) -> Features:
-        outs: list[torch.Tensor | None] = [None] * len(self.layout.tensors)
+        # Equal to summing ``block.forward_partial(feats)`` over the blocks (tested), fused.
         cache = CoreCache(feats, self.reduction)  # the blocks share their pooled inputs
-        for block in self.blocks.values():
-            for j, y in enumerate(block.forward_partial(feats, cache)):
-                if y is not None:
-                    outs[j] = y if outs[j] is None else outs[j] + y
+        B = feats[0].shape[0]
+        outs: list[torch.Tensor | None] = [None] * len(self.layout.tensors)
+        for okey, entries in self._fused:
+            z = torch.cat([cache.get(ck) for _, _, _, cores in entries for ck in cores], 1)
+            w = torch.cat([getattr(self.blocks[name], f"weight_{k}") for name, k, _, _ in entries], 1)
+            biases = [getattr(self.blocks[name], f"bias_{b}") for name, _, b, _ in entries if b >= 0]
+            bias = None if not biases else biases[0] if len(biases) == 1 else torch.stack(biases).sum(0)
+            z = F.linear(z.movedim(1, -1), w, bias).movedim(-1, 1)
+            y = embed(z, okey.blocks, okey.tied, self.layout.tensors[okey.tensor].sizes)
+            j = okey.tensor
+            full = (B, self._cout[j], *self.layout.tensors[j].sizes)
+            acc = outs[j]
+            if acc is None:
+                outs[j] = y
+            elif not acc._is_view() and acc.shape == full:
+                acc.add_(y)  # a sum made by this call (never a view: see UNFLinear.forward_partial)
+            else:
+                outs[j] = acc + y
         ref = feats[0]
         return tuple(
-            y if y is not None else ref.new_zeros(ref.shape[0], self._cout[j], *self.layout.tensors[j].sizes)
+            y.expand(B, self._cout[j], *self.layout.tensors[j].sizes) if y is not None
+            else ref.new_zeros(B, self._cout[j], *self.layout.tensors[j].sizes)
             for j, y in enumerate(outs)
         )
 

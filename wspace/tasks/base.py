@@ -12,6 +12,7 @@ import math
 from typing import Any, Mapping
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import torch
 from torch import nn
 
@@ -19,7 +20,12 @@ from wspace.cli import to_plain as plain  # noqa: F401  (re-exported for the tas
 from wspace.errors import WeightSpaceError
 from wspace.spec import WeightSpaceSpec
 
-__all__ = ["WeightSpaceTask", "build_encoder", "build_equivariant", "as_spec", "plain"]
+__all__ = ["WeightSpaceTask", "build_encoder", "build_equivariant", "as_spec", "plain", "cosine_factor"]
+
+
+def cosine_factor(progress: float) -> float:
+    """Cosine learning-rate multiplier: 1 at progress 0, 0 at progress 1."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def as_spec(spec: WeightSpaceSpec | str) -> WeightSpaceSpec:
@@ -69,7 +75,7 @@ def build_equivariant(name: str, spec: WeightSpaceSpec, **kwargs: Any) -> tuple[
 
 
 class WeightSpaceTask(L.LightningModule):
-    """Base class: AdamW (+ optional cosine decay over the run's steps), hparam saving and
+    """Base class: AdamW (+ optional cosine decay over the run's step or time budget), hparam saving and
     split-level evaluation.
 
     Subclasses call ``self._save(locals())`` first in ``__init__`` (all init arguments
@@ -128,11 +134,30 @@ class WeightSpaceTask(L.LightningModule):
             return opt
         if hp.scheduler != "cosine":
             raise WeightSpaceError(f"unknown scheduler '{hp.scheduler}'; expected 'cosine' or null")
-        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
-        if not math.isfinite(total) or total < 1:  # e.g. only a time budget: no step count to decay over
+        if self._trainer is None:
             return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(total))
+        # Decay over whichever budget ends the run first: its steps or its wall-clock time
+        # (``max_time``). A step-only cosine under a time budget would stop mid-decay.
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: cosine_factor(self.training_progress()))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_progress(self) -> float:
+        """Fraction of the run's budget used so far, in [0, 1]: the larger of steps done /
+        ``estimated_stepping_batches`` and, when the trainer has ``max_time``, elapsed / allowed
+        training time. 0 without a finite budget."""
+        trainer = self._trainer
+        if trainer is None:
+            return 0.0
+        fractions = [0.0]
+        total = trainer.estimated_stepping_batches
+        if math.isfinite(total) and total >= 1:
+            fractions.append(trainer.global_step / total)
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is not None:
+            elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
+            if remaining is not None and elapsed + remaining > 0:
+                fractions.append(elapsed / (elapsed + remaining))
+        return min(1.0, max(fractions))
 
     # The encoders take a WeightSpace; Lightning moves it with its ``.to`` (it has one).
     def _log_epoch(self, stage: str, values: dict[str, float]) -> None:

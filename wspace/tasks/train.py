@@ -117,6 +117,27 @@ def _task_and_encoder(cfg: Any) -> tuple[Any, Any]:
     return task, enc
 
 
+def augment_from_config(aug: Mapping[str, Any], seed: int = 0) -> Callable[[ZooDataModule], tuple[Any, Any]]:
+    """A ``configs/train/augment`` option (``name`` of a :data:`wspace.augment.RECIPES`
+    recipe + ``kwargs``) -> ``augment(dm) -> (transform, collate)`` for :func:`build`."""
+    from wspace.augment import MixUpCollate, recipe
+
+    if not isinstance(aug, Mapping) or "name" not in aug:
+        raise WeightSpaceError(f"augment must name a recipe (augment=<name>, options: {', '.join(_options('augment'))})")
+    name, kwargs = str(aug["name"]), plain(aug.get("kwargs") or {})
+
+    def hooks(dm: ZooDataModule) -> tuple[Any, Any]:
+        try:
+            k = dm.num_classes
+        except WeightSpaceError:  # a regression target: Mixup mixes the values themselves
+            k = None
+        transform, mixup = recipe(name, stats=dm.stats, num_classes=k, seed=seed, **kwargs)
+        collate = None if mixup is None else MixUpCollate(mixup, num_classes=k, generator=seed)
+        return transform, collate
+
+    return hooks
+
+
 def build(cfg: Any, zoo: Any = None, augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None
           ) -> tuple[ZooDataModule, Any]:
     """The data module and the task module that ``cfg`` describes (seeded with ``cfg.seed``).
@@ -135,6 +156,8 @@ def build(cfg: Any, zoo: Any = None, augment: Callable[[ZooDataModule], tuple[An
         split_by=str(task.get("split_by", "auto")), split_seed=int(task.get("split_seed", 0)),
         filter=plain(task.get("filter")), spec_id=task.get("spec_id"),
     )
+    if augment is None and cfg.get("augment") is not None:
+        augment = augment_from_config(cfg.augment, seed=int(cfg.get("seed", 0)))
     if augment is not None:
         dm.set_augmentation(*augment(dm))
     module = TASKS[task["name"]].from_datamodule(

@@ -1,0 +1,85 @@
+"""Named augmentation recipes: the families of Shamsian et al. as ready-made (transform, Mixup) pairs.
+
+``wspace train augment=<name>`` and ``benchmarks/augment.py`` both build their
+augmentation here, so a recipe means the same thing everywhere::
+
+    transform, mixup = recipe("combo", stats=dm.stats, num_classes=dm.num_classes, seed=0)
+    dm.set_augmentation(transform, MixUpCollate(mixup, num_classes=dm.num_classes) if mixup else None)
+
+Edits that are exact only on raw weights (sign flips, the SIREN bias shift, INR input
+edits) are wrapped in :class:`~wspace.augment.Denormalized` when ``stats`` is given
+(data that :class:`~datasets_zoo.ZooDataset` normalized per tensor).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from wspace.errors import WeightSpaceError
+
+from .base import Compose, Denormalized, RandomApply, RandomChoice
+from .data_agnostic import GaussianNoise, QuantileZeroing, WeightDropout
+from .function_preserving import RandomPermutation, RandomSignFlip, SirenBiasShift
+from .inr import RandomRotation, RandomScale, RandomTranslation
+from .mixup import MixUp
+
+__all__ = ["RECIPES", "recipe"]
+
+RECIPES: dict[str, str] = {
+    "none": "no augmentation",
+    "symmetry": "random hidden-neuron permutation, sine sign flips, SIREN bias shift (function-preserving)",
+    "data_agnostic": "one of Gaussian noise (noise x tensor std), weight dropout, quantile zeroing",
+    "inr_input": "one of input rotation, scaling, translation through the first layer (INRs)",
+    "mixup_naive": "Mixup of the weights as stored",
+    "mixup_random_perm": "Mixup after a random permutation of the partner",
+    "mixup_aligned": "Mixup after weight-matching the partner to the first network",
+    "mixup_weights_only": "aligned Mixup of the weights, hard label of the dominant network",
+    "symmetry_inr": "sine sign flips and SIREN bias shift, then one INR input edit (no Mixup)",
+    "combo": "sine sign flips and SIREN bias shift, one INR input edit, then aligned Mixup",
+}
+
+
+def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed: int = 0, noise: float = 0.32,
+           alpha: float = 1.0, degrees: float = 30.0, scale: float = 0.2, shift: float = 0.25
+           ) -> tuple[Callable | None, MixUp | None]:
+    """``(per-sample transform or None, MixUp or None)`` for recipe ``name`` (see :data:`RECIPES`).
+
+    Args:
+        stats: the dataset's per-tensor normalization stats (``ZooDataModule.stats``), or
+            ``None`` for raw weights.
+        num_classes: for Mixup's soft labels.
+        seed: seeds every random draw (each component gets its own generator).
+        noise / alpha / degrees / scale / shift: Gaussian-noise scale (x tensor std), Mixup
+            Beta(alpha, alpha), rotation range, scaling amount, translation amount.
+    """
+    if name not in RECIPES:
+        raise WeightSpaceError(f"unknown augmentation recipe '{name}' (available: {', '.join(RECIPES)})")
+    s = 100 * int(seed)
+
+    def raw(t: Callable) -> Callable:
+        return t if stats is None else Denormalized(t, stats)
+
+    def mix(align: str | None, weights_only: bool = False) -> MixUp:
+        return MixUp(align=align, alpha=alpha, weights_only=weights_only, num_classes=num_classes, generator=s + 16)
+
+    if name == "none":
+        return None, None
+    if name == "symmetry":
+        return Compose([RandomPermutation(generator=s + 1),
+                        raw(Compose([RandomSignFlip(0.5, generator=s + 2),
+                                     RandomApply(SirenBiasShift(generator=s + 3), 0.5, generator=s + 4)]))]), None
+    if name == "data_agnostic":
+        return RandomChoice([GaussianNoise(noise, generator=s + 5), WeightDropout(0.1, generator=s + 6),
+                             QuantileZeroing(0.1, generator=s + 7)], generator=s + 8), None
+    if name == "inr_input":
+        return raw(RandomChoice([RandomRotation(degrees, generator=s + 9), RandomScale(scale, generator=s + 10),
+                                 RandomTranslation(shift, generator=s + 11)], generator=s + 12)), None
+    if name in ("symmetry_inr", "combo"):
+        edits = raw(Compose([RandomSignFlip(0.5, generator=s + 13),
+                             RandomApply(SirenBiasShift(generator=s + 14), 0.5, generator=s + 15),
+                             RandomChoice([RandomRotation(degrees, generator=s + 17),
+                                           RandomScale(scale, generator=s + 18),
+                                           RandomTranslation(shift, generator=s + 19)], generator=s + 20)]))
+        return edits, (mix("weight_matching") if name == "combo" else None)
+    align = {"mixup_naive": None, "mixup_random_perm": "random", "mixup_aligned": "weight_matching",
+             "mixup_weights_only": "weight_matching"}[name]
+    return None, mix(align, weights_only=name == "mixup_weights_only")
