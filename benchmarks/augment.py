@@ -73,7 +73,9 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
     for name, mix in [("mixup naive", A.MixUp(generator=0)), ("mixup random-perm", A.MixUp("random", generator=0)),
                       ("mixup aligned (weight matching, f64)", A.MixUp("weight_matching", generator=0)),
                       ("mixup aligned (weight matching, f32)",
-                       A.MixUp("weight_matching", generator=0, dtype=torch.float32))]:
+                       A.MixUp("weight_matching", generator=0, dtype=torch.float32)),
+                      ("mixup aligned + sign-canonical (f64)",
+                       A.MixUp("weight_matching", canonical_signs=True, generator=0))]:
         add(name, lambda mix=mix: mix(ws, partner, labels, labels.flip(0), num_classes=10))
     # cached pair alignment: steady state (every pair seen before) vs. first sight
     idx_a, idx_b = list(range(batch)), list(range(batch, 2 * batch))
@@ -172,31 +174,47 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
 
 
 def bench_study(zoo_path: Path, encoders: list[str], methods: list[str], fractions: list[float], seeds: list[int],
-                epochs: int, budget_s: float, batch_size: int, lr: float) -> dict:
+                epochs: int, budget_s: float, batch_size: int, lr: float, previous: list[dict] = (),
+                save: Callable[[dict], None] | None = None) -> dict:
+    """Run every (fraction, encoder, method, seed) not already in ``previous`` (runs of an
+    interrupted study with the same settings), calling ``save(study)`` after each run."""
     from datasets_zoo import Zoo
 
     zoo = Zoo.open(zoo_path)
-    runs = []
+    runs = list(previous)
+    done = {(r["encoder"], r["method"], r["train_fraction"], r["seed"]) for r in runs}
+    settings = {"zoo": str(zoo_path), "epochs": epochs, "budget_s_per_run": budget_s, "batch_size": batch_size,
+                "lr": lr}
+
+    def study() -> dict:
+        summary = []
+        for frac in fractions:
+            for enc in encoders:
+                for m in methods:
+                    accs = [r["test_acc"] for r in runs if r["encoder"] == enc and r["method"] == m
+                            and r["train_fraction"] == frac and r["seed"] in seeds]
+                    if accs:
+                        summary.append({"encoder": enc, "method": m, "train_fraction": frac, "n": len(accs),
+                                        "mean": float(np.mean(accs)), "std": float(np.std(accs))})
+        return {**settings, "seeds": seeds, "runs": runs, "summary": summary}
+
+    if done:
+        print(f"  resuming: {len(done)} run(s) already in the results file")
     for frac in fractions:
         sub = _subset_zoo(zoo, frac)
         for enc in encoders:
             for m in methods:
                 for s in seeds:
+                    if (enc, m, frac, s) in done:
+                        continue
                     r = run_one(sub, enc, m, s, epochs, budget_s, batch_size, lr)
                     r["train_fraction"] = frac
                     runs.append(r)
+                    if save is not None:
+                        save(study())
                     print(f"  {enc:>8} {m:>20} frac={frac:<4} seed={s}: test acc {r['test_acc']:.3f} "
                           f"({r['epochs']} ep, {r['fit_s']:.0f} s, train {r['train_size']})", flush=True)
-    summary = []
-    for frac in fractions:
-        for enc in encoders:
-            for m in methods:
-                accs = [r["test_acc"] for r in runs if r["encoder"] == enc and r["method"] == m
-                        and r["train_fraction"] == frac]
-                summary.append({"encoder": enc, "method": m, "train_fraction": frac, "n": len(accs),
-                                "mean": float(np.mean(accs)), "std": float(np.std(accs))})
-    return {"zoo": str(zoo_path), "epochs": epochs, "budget_s_per_run": budget_s, "batch_size": batch_size,
-            "lr": lr, "seeds": seeds, "runs": runs, "summary": summary}
+    return study()
 
 
 def print_study(study: dict, encoders: list[str], methods: list[str], fractions: list[float]) -> None:
@@ -265,16 +283,32 @@ def main() -> None:
                 print(f"  building digits-inr ({'small' if args.quick else 'full'}) into {zoo_path}")
                 build_zoo("digits-inr", zoo_path, size="small" if args.quick else "full", progress=not args.quick)
             print(f"(b) INR classification test accuracy (%), {len(seeds)} seed(s), zoo {zoo_path}")
+            old = results.get("study") or {}
+            same = all(old.get(k) == v for k, v in (("zoo", str(zoo_path)), ("epochs", epochs),
+                                                    ("budget_s_per_run", budget), ("batch_size", args.batch_size),
+                                                    ("lr", args.lr)))
+            previous = old.get("runs", []) if same and not args.quick else []
+
+            def save(study: dict) -> None:  # after every run: an interrupted study resumes
+                results["study"] = study
+                _write_atomic(out, results)
+
             study = bench_study(zoo_path, encoders, methods, fractions, seeds, epochs, budget, args.batch_size,
-                                args.lr)
+                                args.lr, previous=previous, save=save)
             print_study(study, encoders, methods, fractions)
             results["study"] = study
             if tmp is not None:
                 tmp.cleanup()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    _write_atomic(out, results)
     print(f"wrote {out}")
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

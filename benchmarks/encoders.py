@@ -3,6 +3,9 @@
     python benchmarks/encoders.py --quick      # smoke: tiny zoos built here, 1 s per run, hidden=8, 2 seeds
     python benchmarks/encoders.py --inr-zoo zoos/digits-inr --cnn-zoo zoos/digits-cnn \\
         --mlp-zoo zoos/digits-mlp --budget-s 120 --seeds 3 --device cuda     # the full benchmark
+    python benchmarks/encoders.py --tasks inr_cls --encoders unf --inr-zoo zoos/digits-inr \
+        --budget-s 1800 --seeds 1 --augment symmetry_inr --out benchmarks/results/encoders_long.json
+                                                          # one long run (the 30-minute target)
 
 Full zoos: ``wspace zoo build zoo=digits-inr out=zoos/digits-inr`` (and ``digits-cnn``,
 ``digits-mlp``). Encoders: flat_mlp, statnn, dwsnet, nfn_np, nfn_hnp, unf (and graph
@@ -256,6 +259,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="override every encoder's `hidden` width (default: the encoder configs; quick: 8)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--patience", type=int, default=None, help="early-stopping patience (default: the task's)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first_seed .. first_seed + seeds - 1")
+    ap.add_argument("--augment", default=None,
+                    help="train-only augmentation recipe for every run (a configs/train/augment option; default none)")
     ap.add_argument("--skip-training", action="store_true",
                     help="only efficiency and noise ceilings; keep the training runs already in --out")
     ap.add_argument("--runs-dir", help="keep run directories here (default: a temporary directory)")
@@ -290,7 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
         zoos[zk] = path
     encoders = available_encoders(args.encoders)
     print(f"encoders: {', '.join(encoders)}; tasks: {', '.join(args.tasks)}; budget {budget:g} s x {seeds} seeds; "
-          f"device {device}" + (f"; hidden={hidden}" if hidden is not None else ""))
+          f"device {device}" + (f"; hidden={hidden}" if hidden is not None else "")
+          + (f"; augment={args.augment}" if args.augment else ""))
 
     # data modules: one per zoo, for facts and efficiency (fit() builds its own with the same split)
     dms = {zk: ZooDataModule(p, target="class" if zk == "inr" else "test_acc") for zk, p in zoos.items()}
@@ -341,12 +348,13 @@ def main(argv: list[str] | None = None) -> dict:
             name, _ = encoder_config(enc)
             if task == "inr_editing" and name not in EQUIVARIANT_ENCODERS:
                 continue
-            for seed in range(seeds):
+            for seed in range(args.first_seed, args.first_seed + seeds):
                 out = runs_dir / key / enc / f"seed{seed}"
                 extra = {} if args.patience is None else {"patience": args.patience}
                 rec = {"task": key, "encoder": enc, "seed": seed}
                 try:
-                    m = fit(task, enc, zoos[zk], out, seed=seed, device=str(device), overrides=["resume=false"],
+                    over = ["resume=false"] + ([f"augment={args.augment}"] if args.augment else [])
+                    m = fit(task, enc, zoos[zk], out, seed=seed, device=str(device), overrides=over,
                             encoder_kwargs=dict(HIDDEN),
                             trainer={"max_time": {"seconds": budget}, "max_epochs": -1, "enable_progress_bar": False,
                                      "enable_model_summary": False}, **extra)
@@ -361,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = summarize(runs)
     print_tables(summary, eff, encoders)
     result = {
-        "meta": {"quick": args.quick, "budget_s": budget, "seeds": seeds, "device": str(device),
+        "meta": {"quick": args.quick, "budget_s": budget, "augment": args.augment, "seeds": seeds, "device": str(device),
                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                  "torch": torch.__version__, "hidden_override": hidden, "threads": torch.get_num_threads(), "zoos": zoo_meta,
                  "encoders": {e: dict(zip(("name", "kwargs"), encoder_config(e))) for e in encoders},

@@ -139,6 +139,12 @@ class Zoo:
         codes = np.unique(self._source.spec_codes[self._index])
         return [self._source.spec_ids[c] for c in codes]
 
+    def most_common_spec_id(self) -> str | None:
+        """The architecture with the most checkpoints in this view (ties: the first in zoo
+        order; ``None`` for an empty view). Used wherever one architecture must be picked."""
+        counts = np.bincount(self._source.spec_codes[self._index], minlength=len(self._source.spec_ids))
+        return self._source.spec_ids[int(np.argmax(counts))] if counts.sum() else None
+
     @property
     def specs(self) -> dict[str, WeightSpaceSpec]:
         """The architectures present in this view (id -> spec)."""

@@ -58,8 +58,8 @@ def prepare_data(zoo: Any, cfg: dict, seed: int = 0) -> dict:
     keep &= np.array([not (r.get("metrics") or {}).get("diverged", False) for r in recs])
     idx = np.flatnonzero(keep)
     sids = [recs[i].get("spec_id") for i in idx]
-    if len(set(sids)) > 1:  # a generator models one architecture: keep the zoo's most common one
-        top = max(set(sids), key=lambda s: (sids.count(s), str(s)))
+    if len(set(sids)) > 1:  # a generator models one architecture: keep the selection's most common one
+        top = z.select(idx).most_common_spec_id()
         idx = np.array([i for i, s in zip(idx, sids) if s == top], dtype=np.int64)
     if data["max_models"] is not None and len(idx) > int(data["max_models"]):
         idx = np.sort(np.random.RandomState(seed).choice(idx, int(data["max_models"]), replace=False))

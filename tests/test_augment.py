@@ -324,3 +324,54 @@ def test_zoo_dataset_transform_and_mixup_collate(tiny_zoo):
     ws, y = ident(plain.__getitems__([0, 1, 2]))
     assert _changed(ws, collate_dense(plain.__getitems__([0, 1, 2]))[0]) == 0.0
     assert torch.equal(y.argmax(1), y_plain[:3])
+
+
+# ------------------------------------------------------------------ sign canonical form
+def _tanh_mlp(n: int = 4):
+    torch.manual_seed(5)
+    mods = [torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 5), torch.nn.Tanh(),
+                                torch.nn.Linear(5, 2)) for _ in range(n)]
+    return WeightSpace.from_modules(mods).to(torch.float64), torch.randn(7, 3, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("family", ["siren", "tanh", "mlp"])
+def test_canonicalize_signs_is_function_preserving_idempotent_and_removes_sign_flips(family):
+    from wspace.symmetry import canonical_signs, canonicalize_signs, random_sign_flip
+
+    ws, x = _tanh_mlp() if family == "tanh" else _ws(family)
+    canon = canonicalize_signs(ws)
+    assert torch.allclose(canon(x), ws(x), atol=1e-10)
+    assert _changed(canonicalize_signs(canon), canon) == 0.0  # idempotent
+    flipped = random_sign_flip(ws, 0.5, generator=torch.Generator().manual_seed(1))
+    assert _changed(canonicalize_signs(flipped), canon) < 1e-12  # one representative per sign orbit
+    p = random_permutation(ws.spec, len(ws), torch.Generator().manual_seed(2))
+    assert _changed(canonicalize_signs(permute(ws, p)), permute(canon, p)) < 1e-12  # permutation-equivariant
+    signed = canonical_signs(ws)
+    if family == "mlp":  # ReLU: no sign symmetry, nothing to do
+        assert signed == {} and _changed(canon, ws) == 0.0
+    else:
+        assert signed and any(bool((f < 0).any()) for f in signed.values())  # it did flip something
+        for g, f in canonical_signs(canon).items():
+            assert bool((f > 0).all())
+
+
+def test_sign_canonical_aligned_mixup_undoes_permutations_and_sign_flips():
+    """Weight matching searches permutations only: a permuted *and* sign-flipped copy is
+    matched exactly once both networks are in sign-canonical form (raw or normalized data)."""
+    from datasets_zoo.dataset import WeightStats
+    from wspace.symmetry import random_sign_flip
+
+    for make_ws in (lambda: _ws("siren"), _tanh_mlp):
+        ws, x = make_ws()
+        other = random_sign_flip(permute(ws, random_permutation(ws.spec, 4, torch.Generator().manual_seed(3))),
+                                 0.5, generator=torch.Generator().manual_seed(4))
+        plain, _ = A.MixUp(align="weight_matching", generator=0)(ws, other, lam=0.5)
+        assert (plain(x) - ws(x)).abs().max() > 1e-2  # the flips defeat permutation-only matching
+        signs, _ = A.MixUp(align="weight_matching", canonical_signs=True, generator=0)(ws, other, lam=0.5)
+        assert torch.allclose(signs(x), ws(x), atol=1e-8)
+        # on normalized batches the flips are taken on raw weights (stats), and mixing commutes
+        stats = WeightStats(ws.spec, torch.stack([t.mean() + 0.3 for t in ws.tensors]),
+                            torch.stack([t.std() + 0.5 for t in ws.tensors]), 4)
+        mix = A.MixUp(align="weight_matching", canonical_signs=True, stats=stats, generator=0)
+        out, _ = mix(stats.normalize(ws), stats.normalize(other), lam=0.5)
+        assert torch.allclose(stats.denormalize(out)(x), ws(x), atol=1e-8)

@@ -351,7 +351,8 @@ def test_time_budget_alone_decays_the_rate_to_zero(zoos, tmp_path):
 
 # --------------------------------------------------------------------------- augment=<recipe>
 @pytest.mark.parametrize("name", ["none", "symmetry", "data_agnostic", "inr_input", "mixup_naive",
-                                  "mixup_random_perm", "mixup_aligned", "mixup_weights_only", "symmetry_inr", "combo"])
+                                  "mixup_random_perm", "mixup_aligned", "mixup_aligned_signs", "mixup_weights_only",
+                                  "symmetry_inr", "combo"])
 def test_every_augment_config_builds_its_recipe(zoos, name):
     """Each ``configs/train/augment`` option installs that recipe's train-only hooks."""
     from wspace.cli import compose_config

@@ -313,3 +313,13 @@ def test_one_dtype_per_spec(tmp_path):
     got = zoo.weights([1, 0])
     assert got.dtype == torch.float32 and _same(got, WeightSpace.cat([ws[1], ws[0]]))
     assert json.loads((tmp_path / "z" / "zoo.json").read_text())["specs"][0]["dtype"] == "float32"
+
+
+def test_most_common_spec_id_counts_the_view_and_breaks_ties_in_zoo_order(two_spec_zoo):
+    zoo = Zoo.open(two_spec_zoo[0])  # 5 x spec-0, 3 x spec-1
+    assert zoo.most_common_spec_id() == "spec-0"
+    assert zoo.select([3, 4, 5, 0]).most_common_spec_id() == "spec-1"  # 3 vs 1 in this view
+    assert zoo.select([5, 0]).most_common_spec_id() == "spec-0"  # a tie: the first in zoo order
+    assert zoo.select([5, 6, 0, 3]).most_common_spec_id() == "spec-0"  # 2 vs 2
+    assert zoo.filter(spec_id="spec-1").most_common_spec_id() == "spec-1"
+    assert zoo.select([]).most_common_spec_id() is None

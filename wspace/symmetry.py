@@ -171,6 +171,40 @@ def random_sign_flip(ws: WeightSpace, p: float = 0.5, generator: torch.Generator
     return scale_neurons(ws, factors) if factors else ws
 
 
+def canonical_signs(ws: WeightSpace) -> dict[int, torch.Tensor]:
+    """The sign flips (``{group: [B, n_g]`` of +-1}) that :func:`canonicalize_signs` applies:
+    each neuron of a group with the ``"sign"`` symmetry gets the sign of its bias, or, where
+    the bias is zero or absent, of the sum of its incoming weights (ties: +1)."""
+    factors: dict[int, torch.Tensor] = {}
+    signed = {g.id for g in ws.spec.groups if "sign" in g.symmetries}
+    for g in signed:
+        score = bias = None
+        for p, t in zip(ws.spec.params, ws.tensors):
+            if not p.axes or p.axes[0] != g:  # axis 0 of a weight / bias: the neurons it produces
+                continue
+            if len(p.axes) == 1:
+                bias = t
+            else:
+                row = t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
+                score = row if score is None else score + row
+        key = torch.zeros(len(ws), ws.spec.groups[g].size, dtype=ws.tensors[0].dtype, device=ws.device)
+        if score is not None:
+            key = torch.sign(score)
+        if bias is not None:
+            key = torch.where(bias != 0, torch.sign(bias), key)
+        factors[g] = torch.where(key < 0, -1.0, 1.0).to(ws.tensors[0].dtype)
+    return factors
+
+
+def canonicalize_signs(ws: WeightSpace) -> WeightSpace:
+    """A canonical representative under sign flips (function-preserving): every neuron of
+    a sign-symmetric group (tanh, sine) is flipped so that its bias is positive (see
+    :func:`canonical_signs`). Permutation-equivariant, so after it two networks differ by
+    a permutation only, which weight matching can then undo; idempotent."""
+    factors = canonical_signs(ws)
+    return scale_neurons(ws, factors) if factors else ws
+
+
 def random_symmetry(ws: WeightSpace, generator: torch.Generator | None = None) -> WeightSpace:
     """A random element of the full group the spec allows: permutation, then the
     rescalings / sign flips the activations allow."""

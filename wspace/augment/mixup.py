@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ..align import weight_matching
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
-from ..symmetry import Permutation, inverse, permute, random_permutation
+from ..symmetry import Permutation, canonicalize_signs, inverse, permute, random_permutation
 from .base import Transform
 
 __all__ = ["MixUp", "MixUpCollate", "ReferenceAligner", "PairAlignmentCache", "WithIndex", "mix_labels"]
@@ -172,6 +172,13 @@ class MixUp(Transform):
         cache: with ``align="weight_matching"``, cache permutations by ``(index_a, index_b)``
             (``True`` or a :class:`PairAlignmentCache`); needs indices in the call.
         reference: the network (B = 1) for ``align="reference"``, or a :class:`ReferenceAligner`.
+        canonical_signs: with ``"weight_matching"`` / ``"reference"``, first bring both networks
+            to their sign-canonical form (:func:`wspace.symmetry.canonicalize_signs`, tanh /
+            sine neurons), so that what is left between them is a permutation, the part
+            weight matching searches. Function-preserving; ``lam=1`` then returns ``ws_a``'s
+            canonical form (the same function).
+        stats: the data's per-tensor normalization (``ZooDataModule.stats``) when the batches
+            are normalized: sign flips are exact on raw weights only.
         generator: random source (seed, generator or ``None``).
         **wm_kwargs: passed to :func:`wspace.align.weight_matching` (``max_iter``, ``dtype``).
 
@@ -182,8 +189,8 @@ class MixUp(Transform):
 
     def __init__(self, align: str | None = None, alpha: float = 1.0, weights_only: bool = False,
                  num_classes: int | None = None, cache: bool | PairAlignmentCache = False,
-                 reference: WeightSpace | ReferenceAligner | None = None,
-                 generator: torch.Generator | int | None = None, **wm_kwargs: Any):
+                 reference: WeightSpace | ReferenceAligner | None = None, canonical_signs: bool = False,
+                 stats: Any = None, generator: torch.Generator | int | None = None, **wm_kwargs: Any):
         super().__init__(generator)
         if align not in ALIGN_MODES:
             raise WeightSpaceError(f"MixUp align must be one of {ALIGN_MODES}, got {align!r}")
@@ -193,6 +200,7 @@ class MixUp(Transform):
         self.alpha = float(alpha)
         self.weights_only = bool(weights_only)
         self.num_classes = num_classes
+        self.canonical_signs, self.stats = bool(canonical_signs), stats
         self.wm_kwargs = wm_kwargs
         self.cache = cache if isinstance(cache, PairAlignmentCache) else (PairAlignmentCache() if cache else None)
         if align == "reference":
@@ -217,6 +225,8 @@ class MixUp(Transform):
             return ws_a, ws_b
         if self.align == "random":
             return ws_a, permute(ws_b, random_permutation(ws_b.spec, len(ws_b), self.generator, device=ws_b.device))
+        if self.canonical_signs:
+            ws_a, ws_b = self._sign_canonical(ws_a), self._sign_canonical(ws_b)
         if self.align == "reference":
             return self.aligner(ws_a, index_a), self.aligner(ws_b, index_b)
         kwargs = {"generator": self.generator, **self.wm_kwargs}
@@ -225,6 +235,11 @@ class MixUp(Transform):
         else:
             perm = weight_matching(ws_a, ws_b, **kwargs)
         return ws_a, permute(ws_b, perm)
+
+    def _sign_canonical(self, ws: WeightSpace) -> WeightSpace:
+        if self.stats is None:
+            return canonicalize_signs(ws)
+        return self.stats.normalize(canonicalize_signs(self.stats.denormalize(ws)))
 
     def __call__(self, ws_a: WeightSpace, ws_b: WeightSpace, label_a: torch.Tensor | None = None,
                  label_b: torch.Tensor | None = None, lam: float | torch.Tensor | None = None,

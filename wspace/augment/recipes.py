@@ -32,9 +32,10 @@ RECIPES: dict[str, str] = {
     "mixup_naive": "Mixup of the weights as stored",
     "mixup_random_perm": "Mixup after a random permutation of the partner",
     "mixup_aligned": "Mixup after weight-matching the partner to the first network",
+    "mixup_aligned_signs": "Mixup after sign-canonicalizing both networks and weight-matching the partner",
     "mixup_weights_only": "aligned Mixup of the weights, hard label of the dominant network",
     "symmetry_inr": "sine sign flips and SIREN bias shift, then one INR input edit (no Mixup)",
-    "combo": "sine sign flips and SIREN bias shift, one INR input edit, then aligned Mixup",
+    "combo": "one INR input edit, then aligned Mixup (no sign flips: weight matching does not undo them)",
 }
 
 
@@ -58,8 +59,13 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
     def raw(t: Callable) -> Callable:
         return t if stats is None else Denormalized(t, stats)
 
-    def mix(align: str | None, weights_only: bool = False) -> MixUp:
-        return MixUp(align=align, alpha=alpha, weights_only=weights_only, num_classes=num_classes, generator=s + 16)
+    def inr_edit(g: int) -> RandomChoice:  # one of the three input edits, seeds g .. g + 3
+        return RandomChoice([RandomRotation(degrees, generator=g), RandomScale(scale, generator=g + 1),
+                             RandomTranslation(shift, generator=g + 2)], generator=g + 3)
+
+    def mix(align: str | None, weights_only: bool = False, canonical_signs: bool = False) -> MixUp:
+        return MixUp(align=align, alpha=alpha, weights_only=weights_only, num_classes=num_classes,
+                     canonical_signs=canonical_signs, stats=stats if canonical_signs else None, generator=s + 16)
 
     if name == "none":
         return None, None
@@ -71,15 +77,16 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
         return RandomChoice([GaussianNoise(noise, generator=s + 5), WeightDropout(0.1, generator=s + 6),
                              QuantileZeroing(0.1, generator=s + 7)], generator=s + 8), None
     if name == "inr_input":
-        return raw(RandomChoice([RandomRotation(degrees, generator=s + 9), RandomScale(scale, generator=s + 10),
-                                 RandomTranslation(shift, generator=s + 11)], generator=s + 12)), None
-    if name in ("symmetry_inr", "combo"):
-        edits = raw(Compose([RandomSignFlip(0.5, generator=s + 13),
-                             RandomApply(SirenBiasShift(generator=s + 14), 0.5, generator=s + 15),
-                             RandomChoice([RandomRotation(degrees, generator=s + 17),
-                                           RandomScale(scale, generator=s + 18),
-                                           RandomTranslation(shift, generator=s + 19)], generator=s + 20)]))
-        return edits, (mix("weight_matching") if name == "combo" else None)
+        return raw(inr_edit(s + 9)), None
+    if name == "symmetry_inr":
+        return raw(Compose([RandomSignFlip(0.5, generator=s + 13),
+                            RandomApply(SirenBiasShift(generator=s + 14), 0.5, generator=s + 15),
+                            inr_edit(s + 17)])), None
+    if name == "combo":
+        # Sign flips and bias shifts would run before Mixup and are outside the permutation
+        # group that weight matching searches: partners would be mixed misaligned.
+        return raw(inr_edit(s + 17)), mix("weight_matching")
     align = {"mixup_naive": None, "mixup_random_perm": "random", "mixup_aligned": "weight_matching",
-             "mixup_weights_only": "weight_matching"}[name]
+             "mixup_aligned_signs": "Mixup after sign-canonicalizing both networks and weight-matching the partner",
+    "mixup_weights_only": "weight_matching"}[name]
     return None, mix(align, weights_only=name == "mixup_weights_only")

@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import os
-from collections import Counter
 from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
@@ -78,8 +77,7 @@ def _select_spec(zoo: Zoo, spec_id: str | None) -> tuple[Zoo, str | None]:
         return zoo.filter(spec_id=spec_id), spec_id
     if len(ids) <= 1:
         return zoo, (ids[0] if ids else None)
-    counts = Counter(r["spec_id"] for r in zoo.records)
-    best = max(ids, key=lambda s: counts[s])  # ties: the first in zoo order (deterministic)
+    best = zoo.most_common_spec_id()
     return zoo.filter(spec_id=best), best
 
 
