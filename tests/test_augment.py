@@ -367,11 +367,16 @@ def test_sign_canonical_aligned_mixup_undoes_permutations_and_sign_flips():
                                  0.5, generator=torch.Generator().manual_seed(4))
         plain, _ = A.MixUp(align="weight_matching", generator=0)(ws, other, lam=0.5)
         assert (plain(x) - ws(x)).abs().max() > 1e-2  # the flips defeat permutation-only matching
-        signs, _ = A.MixUp(align="weight_matching", canonical_signs=True, generator=0)(ws, other, lam=0.5)
-        assert torch.allclose(signs(x), ws(x), atol=1e-8)
+        signs = A.MixUp(align="weight_matching", canonical_signs=True, generator=0)
+        out, _ = signs(ws, other, lam=0.5)
+        assert torch.allclose(out(x), ws(x), atol=1e-8)
+        assert _changed(out, ws) < 1e-10  # mixed in ws's own frame: its signs, not the canonical ones
+        assert _changed(signs(ws, other, lam=1.0)[0], ws) == 0.0
         # on normalized batches the flips are taken on raw weights (stats), and mixing commutes
         stats = WeightStats(ws.spec, torch.stack([t.mean() + 0.3 for t in ws.tensors]),
                             torch.stack([t.std() + 0.5 for t in ws.tensors]), 4)
         mix = A.MixUp(align="weight_matching", canonical_signs=True, stats=stats, generator=0)
         out, _ = mix(stats.normalize(ws), stats.normalize(other), lam=0.5)
         assert torch.allclose(stats.denormalize(out)(x), ws(x), atol=1e-8)
+    with pytest.raises(WeightSpaceError, match="canonical_signs=True needs align='weight_matching'"):
+        A.MixUp(align=None, canonical_signs=True)

@@ -366,6 +366,11 @@ def test_every_augment_config_builds_its_recipe(zoos, name):
     mixes = "mixup" in name or name == "combo"
     assert (dm.collate is not None) == mixes
     ws, y = dm.collate(batch) if mixes else batch  # Lightning applies it to train batches
+    if mixes:
+        mix = dm.collate.mixup
+        assert mix.align == {"mixup_naive": None, "mixup_random_perm": "random"}.get(name, "weight_matching")
+        assert mix.canonical_signs == (name == "mixup_aligned_signs")
+        assert (mix.stats is dm.stats) == (name == "mixup_aligned_signs")  # sign flips act on raw weights
     assert (dm.train.transform is not None) == (name not in ("none",) and not name.startswith("mixup"))
     if mixes and name != "mixup_weights_only":
         assert y.is_floating_point() and torch.allclose(y.sum(1), torch.ones(len(y)))

@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 from ..align import weight_matching
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
-from ..symmetry import Permutation, canonicalize_signs, inverse, permute, random_permutation
+from ..symmetry import (Permutation, canonical_signs, canonicalize_signs, inverse, permute, random_permutation,
+                        scale_neurons)
 from .base import Transform
 
 __all__ = ["MixUp", "MixUpCollate", "ReferenceAligner", "PairAlignmentCache", "WithIndex", "mix_labels"]
@@ -172,11 +173,10 @@ class MixUp(Transform):
         cache: with ``align="weight_matching"``, cache permutations by ``(index_a, index_b)``
             (``True`` or a :class:`PairAlignmentCache`); needs indices in the call.
         reference: the network (B = 1) for ``align="reference"``, or a :class:`ReferenceAligner`.
-        canonical_signs: with ``"weight_matching"`` / ``"reference"``, first bring both networks
-            to their sign-canonical form (:func:`wspace.symmetry.canonicalize_signs`, tanh /
-            sine neurons), so that what is left between them is a permutation, the part
-            weight matching searches. Function-preserving; ``lam=1`` then returns ``ws_a``'s
-            canonical form (the same function).
+        canonical_signs: with ``"weight_matching"``, match the partner in sign-canonical form
+            (:func:`wspace.symmetry.canonicalize_signs`, tanh / sine neurons), so that what is
+            left between the two is a permutation, the part weight matching searches; the
+            partner then takes ``ws_a``'s own signs back. Function-preserving.
         stats: the data's per-tensor normalization (``ZooDataModule.stats``) when the batches
             are normalized: sign flips are exact on raw weights only.
         generator: random source (seed, generator or ``None``).
@@ -201,6 +201,8 @@ class MixUp(Transform):
         self.weights_only = bool(weights_only)
         self.num_classes = num_classes
         self.canonical_signs, self.stats = bool(canonical_signs), stats
+        if self.canonical_signs and align != "weight_matching":
+            raise WeightSpaceError(f"canonical_signs=True needs align='weight_matching', got {align!r}")
         self.wm_kwargs = wm_kwargs
         self.cache = cache if isinstance(cache, PairAlignmentCache) else (PairAlignmentCache() if cache else None)
         if align == "reference":
@@ -226,7 +228,7 @@ class MixUp(Transform):
         if self.align == "random":
             return ws_a, permute(ws_b, random_permutation(ws_b.spec, len(ws_b), self.generator, device=ws_b.device))
         if self.canonical_signs:
-            ws_a, ws_b = self._sign_canonical(ws_a), self._sign_canonical(ws_b)
+            return self._partner_sign_canonical(ws_a, ws_b, index_a, index_b)
         if self.align == "reference":
             return self.aligner(ws_a, index_a), self.aligner(ws_b, index_b)
         kwargs = {"generator": self.generator, **self.wm_kwargs}
@@ -236,10 +238,29 @@ class MixUp(Transform):
             perm = weight_matching(ws_a, ws_b, **kwargs)
         return ws_a, permute(ws_b, perm)
 
-    def _sign_canonical(self, ws: WeightSpace) -> WeightSpace:
-        if self.stats is None:
-            return canonicalize_signs(ws)
-        return self.stats.normalize(canonicalize_signs(self.stats.denormalize(ws)))
+    def _partner_sign_canonical(self, ws_a: WeightSpace, ws_b: WeightSpace, index_a, index_b
+                                ) -> tuple[WeightSpace, WeightSpace]:
+        """Align in ``ws_a``'s sign-canonical frame, then return to ``ws_a``'s own signs.
+
+        Both networks are flipped to their canonical signs (on raw weights), the partner is
+        aligned there, and the partner then gets ``ws_a``'s sign flips back (flips are
+        involutions and linear in the weights). So the mix is ``ws_a``'s frame throughout:
+        ``lam=1`` returns ``ws_a`` exactly, and the mixed networks keep the sign statistics
+        of the data (a model never sees canonical-only training networks).
+        """
+        raw_a = ws_a if self.stats is None else self.stats.denormalize(ws_a)
+        raw_b = ws_b if self.stats is None else self.stats.denormalize(ws_b)
+        flips = canonical_signs(raw_a)
+        canon_a = scale_neurons(raw_a, flips) if flips else raw_a
+        canon_b = canonicalize_signs(raw_b)
+        kwargs = {"generator": self.generator, **self.wm_kwargs}
+        if self.cache is not None and index_a is not None and index_b is not None:
+            perm = self.cache.lookup(canon_a, canon_b, index_a, index_b, **kwargs)
+        else:
+            perm = weight_matching(canon_a, canon_b, **kwargs)
+        partner = permute(canon_b, perm)
+        partner = scale_neurons(partner, flips) if flips else partner
+        return ws_a, partner if self.stats is None else self.stats.normalize(partner)
 
     def __call__(self, ws_a: WeightSpace, ws_b: WeightSpace, label_a: torch.Tensor | None = None,
                  label_b: torch.Tensor | None = None, lam: float | torch.Tensor | None = None,

@@ -87,6 +87,5 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
         # group that weight matching searches: partners would be mixed misaligned.
         return raw(inr_edit(s + 17)), mix("weight_matching")
     align = {"mixup_naive": None, "mixup_random_perm": "random", "mixup_aligned": "weight_matching",
-             "mixup_aligned_signs": "Mixup after sign-canonicalizing both networks and weight-matching the partner",
-    "mixup_weights_only": "weight_matching"}[name]
-    return None, mix(align, weights_only=name == "mixup_weights_only")
+             "mixup_aligned_signs": "weight_matching", "mixup_weights_only": "weight_matching"}[name]
+    return None, mix(align, weights_only=name == "mixup_weights_only", canonical_signs=name == "mixup_aligned_signs")
