@@ -35,7 +35,7 @@ from ..errors import WeightSpaceError
 from ..spec import WeightSpaceSpec
 from .features import FeatureLayout, Features, feature_layout
 from .basis import CoreCache, embed
-from .unf import DEFAULT_MAX_PARAMS, EquivariantEncoder, InvariantEncoder, UNFLinear
+from .unf import DEFAULT_MAX_PARAMS, EquivariantEncoder, InvariantEncoder, UNFLinear, _check_features, add_term
 
 __all__ = ["DWSLayer", "DWSNet", "EquivariantDWSNet", "check_chain"]
 
@@ -87,7 +87,7 @@ class DWSLayer(nn.Module):
                 layout, in_channels, out_channels, reduction=reduction, max_params=max_params,
                 bias=bias and src == dst, allow=lambda i, j, s=src, d=dst: roles[i] == s and roles[j] == d,
             )
-        self._cout = layout.channels(out_channels)
+        self._cin, self._cout = layout.channels(in_channels), layout.channels(out_channels)
         self._fused = self._fused_plan()
         self.reset_parameters()
 
@@ -120,6 +120,7 @@ class DWSLayer(nn.Module):
 
     def forward(self, feats: Features) -> Features:
         # Equal to summing ``block.forward_partial(feats)`` over the blocks (tested), fused.
+        _check_features(self.layout, feats, self._cin, type(self).__name__)
         cache = CoreCache(feats, self.reduction)  # the blocks share their pooled inputs
         B = feats[0].shape[0]
         outs: list[torch.Tensor | None] = [None] * len(self.layout.tensors)
@@ -131,14 +132,7 @@ class DWSLayer(nn.Module):
             z = F.linear(z.movedim(1, -1), w, bias).movedim(-1, 1)
             y = embed(z, okey.blocks, okey.tied, self.layout.tensors[okey.tensor].sizes)
             j = okey.tensor
-            full = (B, self._cout[j], *self.layout.tensors[j].sizes)
-            acc = outs[j]
-            if acc is None:
-                outs[j] = y
-            elif not acc._is_view() and acc.shape == full:
-                acc.add_(y)  # a sum made by this call (never a view: see UNFLinear.forward_partial)
-            else:
-                outs[j] = acc + y
+            add_term(outs, j, y, (B, self._cout[j], *self.layout.tensors[j].sizes))
         ref = feats[0]
         return tuple(
             y.expand(B, self._cout[j], *self.layout.tensors[j].sizes) if y is not None

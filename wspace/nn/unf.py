@@ -59,6 +59,22 @@ def _check_features(layout: FeatureLayout, feats: Features, channels: tuple[int,
             )
 
 
+def add_term(outs: list[torch.Tensor | None], j: int, y: torch.Tensor, full: tuple[int, ...]) -> None:
+    """``outs[j] += y`` for the output sums of one layer call (``y`` broadcastable to ``full``).
+
+    Terms are summed smallest first, so ``outs[j]`` is small until a full-size term
+    arrives; a full-size sum made by this call is then added to in place (never a view:
+    autograd would rebuild the view's base in backward, a full copy per term).
+    """
+    acc = outs[j]
+    if acc is None:
+        outs[j] = y
+    elif not acc._is_view() and acc.shape == full:
+        acc.add_(y)
+    else:
+        outs[j] = acc + y
+
+
 class UNFLinear(nn.Module):
     """Permutation-equivariant affine map between weight-space features.
 
@@ -178,15 +194,7 @@ class UNFLinear(nn.Module):
             z = F.linear(z.movedim(1, -1), weights[w], biases[b] if b >= 0 else None).movedim(-1, 1)
             y = embed(z, okey.blocks, okey.tied, self.layout.tensors[okey.tensor].sizes)
             j = okey.tensor
-            acc = outs[j]
-            if acc is None:
-                outs[j] = y
-            elif not acc._is_view() and acc.shape == (B, self._cout[j], *self.layout.tensors[j].sizes):
-                # acc is a sum made by this call: add in place (never into a view: autograd
-                # would then rebuild the view's base in backward, a full copy per term)
-                acc.add_(y)
-            else:
-                outs[j] = acc + y
+            add_term(outs, j, y, (B, self._cout[j], *self.layout.tensors[j].sizes))
         for j, y in enumerate(outs):
             if y is not None:
                 outs[j] = y.expand(B, self._cout[j], *self.layout.tensors[j].sizes)
