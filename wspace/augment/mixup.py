@@ -231,12 +231,14 @@ class MixUp(Transform):
             return self._partner_sign_canonical(ws_a, ws_b, index_a, index_b)
         if self.align == "reference":
             return self.aligner(ws_a, index_a), self.aligner(ws_b, index_b)
+        return ws_a, permute(ws_b, self._match(ws_a, ws_b, index_a, index_b))
+
+    def _match(self, ws_a: WeightSpace, ws_b: WeightSpace, index_a, index_b) -> Permutation:
+        """Weight matching of ``ws_b`` onto ``ws_a``, through the pair cache when indices are given."""
         kwargs = {"generator": self.generator, **self.wm_kwargs}
         if self.cache is not None and index_a is not None and index_b is not None:
-            perm = self.cache.lookup(ws_a, ws_b, index_a, index_b, **kwargs)
-        else:
-            perm = weight_matching(ws_a, ws_b, **kwargs)
-        return ws_a, permute(ws_b, perm)
+            return self.cache.lookup(ws_a, ws_b, index_a, index_b, **kwargs)
+        return weight_matching(ws_a, ws_b, **kwargs)
 
     def _partner_sign_canonical(self, ws_a: WeightSpace, ws_b: WeightSpace, index_a, index_b
                                 ) -> tuple[WeightSpace, WeightSpace]:
@@ -253,12 +255,7 @@ class MixUp(Transform):
         flips = canonical_signs(raw_a)
         canon_a = scale_neurons(raw_a, flips) if flips else raw_a
         canon_b = canonicalize_signs(raw_b)
-        kwargs = {"generator": self.generator, **self.wm_kwargs}
-        if self.cache is not None and index_a is not None and index_b is not None:
-            perm = self.cache.lookup(canon_a, canon_b, index_a, index_b, **kwargs)
-        else:
-            perm = weight_matching(canon_a, canon_b, **kwargs)
-        partner = permute(canon_b, perm)
+        partner = permute(canon_b, self._match(canon_a, canon_b, index_a, index_b))
         partner = scale_neurons(partner, flips) if flips else partner
         return ws_a, partner if self.stats is None else self.stats.normalize(partner)
 
