@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT.parent))
 import wspace.augment as A  # noqa: E402
 from datasets_zoo.families import family_spec, init_weight_space  # noqa: E402
 from wspace import WeightSpace  # noqa: E402
+from wspace.io import atomic_write  # noqa: E402
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path)
 
 
@@ -135,7 +136,7 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     import lightning as L
 
     from wspace.tasks import InrClassification, ZooDataModule
-    from wspace.tasks.train import encoder_config
+    from wspace.tasks.train import augment_from_config, encoder_config
 
     class KeepBest(L.Callback):
         """Keep the weights of the best validation accuracy in memory (no checkpoint files)."""
@@ -153,9 +154,7 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     warnings.filterwarnings("ignore", module="lightning")
     L.seed_everything(seed, workers=True, verbose=False)
     dm = ZooDataModule(zoo, target="class", batch_size=batch_size, normalize=True)
-    transform, mixup = A.recipe(method, stats=dm.stats, num_classes=dm.num_classes, seed=seed)  # raw edits need stats
-    dm.set_augmentation(transform, None if mixup is None else A.MixUpCollate(mixup, num_classes=dm.num_classes,
-                                                                             generator=seed))
+    dm.set_augmentation(*augment_from_config({"name": method}, seed=seed)(dm))  # as `wspace train augment=<method>`
     enc_name, enc_kw = encoder_config(encoder)
     module = InrClassification.from_datamodule(dm, encoder=enc_name, encoder_kwargs=enc_kw, lr=lr, scheduler="cosine")
     keep = KeepBest()
@@ -305,10 +304,8 @@ def main() -> None:
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=1)
 
 
 if __name__ == "__main__":
