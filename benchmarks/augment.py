@@ -29,7 +29,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT.parent))
 
 import wspace.augment as A  # noqa: E402
 from datasets_zoo.families import family_spec, init_weight_space  # noqa: E402
-from wspace import WeightSpace  # noqa: E402
 from wspace.io import atomic_write  # noqa: E402
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path)
 
@@ -76,7 +75,9 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
                       ("mixup aligned (weight matching, f32)",
                        A.MixUp("weight_matching", generator=0, dtype=torch.float32)),
                       ("mixup aligned + sign-canonical (f64)",
-                       A.MixUp("weight_matching", canonical_signs=True, generator=0))]:
+                       A.MixUp("weight_matching", canonical_signs=True, generator=0)),
+                      ("mixup aligned + phase-canonical (f64)",
+                       A.MixUp("weight_matching", canonical_phases=True, generator=0))]:
         add(name, lambda mix=mix: mix(ws, partner, labels, labels.flip(0), num_classes=10))
     # cached pair alignment: steady state (every pair seen before) vs. first sight
     idx_a, idx_b = list(range(batch)), list(range(batch, 2 * batch))
@@ -116,7 +117,10 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
 
 # ---------------------------------------------------------------------------- (b)
 STUDY_METHODS = ("none", "symmetry", "data_agnostic", "inr_input", "mixup_naive", "mixup_random_perm",
-                 "mixup_aligned", "symmetry_inr", "combo")  # the recipe names of wspace.augment.RECIPES that the study runs
+                 "mixup_aligned", "mixup_aligned_signs", "mixup_aligned_phases", "symmetry_inr",
+                 "symmetry_inr_mixup")  # the recipe names of wspace.augment.RECIPES that the study runs
+ALIGNED = ("mixup_aligned", "mixup_aligned_signs", "mixup_aligned_phases")  # alignment-based Mixup variants
+COMBINATIONS = ("symmetry_inr", "symmetry_inr_mixup", "combo")  # recipes that combine families
 
 
 def _subset_zoo(zoo, fraction: float, seed: int = 0):
@@ -172,6 +176,21 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
             "train_size": len(dm.train)}
 
 
+def summarize(runs: list[dict], encoders: list[str], methods: list[str], fractions: list[float],
+              seeds: list[int]) -> list[dict]:
+    """Mean and std of test accuracy over seeds per (fraction, encoder, method) that has runs."""
+    summary = []
+    for frac in fractions:
+        for enc in encoders:
+            for m in methods:
+                accs = [r["test_acc"] for r in runs if r["encoder"] == enc and r["method"] == m
+                        and r["train_fraction"] == frac and r["seed"] in seeds]
+                if accs:
+                    summary.append({"encoder": enc, "method": m, "train_fraction": frac, "n": len(accs),
+                                    "mean": float(np.mean(accs)), "std": float(np.std(accs))})
+    return summary
+
+
 def bench_study(zoo_path: Path, encoders: list[str], methods: list[str], fractions: list[float], seeds: list[int],
                 epochs: int, budget_s: float, batch_size: int, lr: float, previous: list[dict] = (),
                 save: Callable[[dict], None] | None = None) -> dict:
@@ -186,16 +205,8 @@ def bench_study(zoo_path: Path, encoders: list[str], methods: list[str], fractio
                 "lr": lr}
 
     def study() -> dict:
-        summary = []
-        for frac in fractions:
-            for enc in encoders:
-                for m in methods:
-                    accs = [r["test_acc"] for r in runs if r["encoder"] == enc and r["method"] == m
-                            and r["train_fraction"] == frac and r["seed"] in seeds]
-                    if accs:
-                        summary.append({"encoder": enc, "method": m, "train_fraction": frac, "n": len(accs),
-                                        "mean": float(np.mean(accs)), "std": float(np.std(accs))})
-        return {**settings, "seeds": seeds, "runs": runs, "summary": summary}
+        return {**settings, "seeds": seeds, "runs": runs,
+                "summary": summarize(runs, encoders, methods, fractions, seeds)}
 
     if done:
         print(f"  resuming: {len(done)} run(s) already in the results file")
@@ -221,8 +232,40 @@ def print_study(study: dict, encoders: list[str], methods: list[str], fractions:
     cols = [(e, f) for f in fractions for e in encoders]
     print("  " + f"{'method':<22}" + "".join(f"{e + ' ' + format(f, '.0%'):>18}" for e, f in cols))
     for m in methods:
-        row = "".join(f"{100 * cell[(e, m, f)]['mean']:>11.1f} +-{100 * cell[(e, m, f)]['std']:>4.1f}" for e, f in cols)
+        row = "".join(f"{100 * cell[(e, m, f)]['mean']:>11.1f} +-{100 * cell[(e, m, f)]['std']:>4.1f}"
+                      if (e, m, f) in cell else f"{'n/a':>18}" for e, f in cols)
         print(f"  {m:<22}{row}")
+
+
+def study_targets(study: dict) -> list[dict]:
+    """The issue's targets per (encoder, fraction), from the study's mean accuracies: the best
+    aligned Mixup against no augmentation and naive Mixup, and the best combination's gain
+    over no augmentation (points of test accuracy; ``None`` where a run is missing)."""
+    cell = {(s["encoder"], s["method"], s["train_fraction"]): 100 * s["mean"] for s in study["summary"]}
+    rows = []
+    for enc, frac in dict.fromkeys((s["encoder"], s["train_fraction"]) for s in study["summary"]):
+        def best(names):
+            got = [(cell[(enc, m, frac)], m) for m in names if (enc, m, frac) in cell]
+            return max(got) if got else (None, None)
+
+        none, naive = cell.get((enc, "none", frac)), cell.get((enc, "mixup_naive", frac))
+        aligned, aligned_name = best(ALIGNED)
+        combo, combo_name = best(COMBINATIONS)
+        gap = (lambda a, b: None if a is None or b is None else round(a - b, 2))
+        rows.append({"encoder": enc, "train_fraction": frac, "best_aligned": aligned_name,
+                     "aligned_minus_none": gap(aligned, none), "aligned_minus_naive": gap(aligned, naive),
+                     "best_combination": combo_name, "combination_minus_none": gap(combo, none)})
+    return rows
+
+
+def print_targets(rows: list[dict]) -> None:
+    fmt = (lambda v: "   n/a" if v is None else f"{v:+6.1f}")
+    print(f"  {'encoder':<10}{'data':>6}  {'best aligned Mixup':<22}{'-none':>7}{'-naive':>7}  "
+          f"{'best combination':<20}{'-none':>7}")
+    for r in rows:
+        print(f"  {r['encoder']:<10}{r['train_fraction']:>6.0%}  {str(r['best_aligned']):<22}"
+              f"{fmt(r['aligned_minus_none'])}{fmt(r['aligned_minus_naive'])}  {str(r['best_combination']):<20}"
+              f"{fmt(r['combination_minus_none'])}")
 
 
 def main() -> None:
@@ -295,6 +338,9 @@ def main() -> None:
             study = bench_study(zoo_path, encoders, methods, fractions, seeds, epochs, budget, args.batch_size,
                                 args.lr, previous=previous, save=save)
             print_study(study, encoders, methods, fractions)
+            study["targets"] = study_targets(study)
+            print("  targets (points of test accuracy; best of each kind by mean):")
+            print_targets(study["targets"])
             results["study"] = study
             if tmp is not None:
                 tmp.cleanup()

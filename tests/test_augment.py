@@ -355,10 +355,21 @@ def test_canonicalize_signs_is_function_preserving_idempotent_and_removes_sign_f
             assert bool((f > 0).all())
 
 
+def _check_mixup_on_normalized(ws: WeightSpace, other: WeightSpace, x: torch.Tensor, lam: float, **canonical) -> None:
+    """Aligned Mixup of normalized ``ws`` and ``other`` (the same function) keeps the function:
+    flips and shifts are taken on raw weights through ``stats``."""
+    from datasets_zoo.dataset import WeightStats
+
+    stats = WeightStats(ws.spec, torch.stack([t.mean() + 0.3 for t in ws.tensors]),
+                        torch.stack([t.std() + 0.5 for t in ws.tensors]), 4)
+    mix = A.MixUp(align="weight_matching", stats=stats, generator=0, **canonical)
+    out, _ = mix(stats.normalize(ws), stats.normalize(other), lam=lam)
+    assert torch.allclose(stats.denormalize(out)(x), ws(x), atol=1e-8)
+
+
 def test_sign_canonical_aligned_mixup_undoes_permutations_and_sign_flips():
     """Weight matching searches permutations only: a permuted *and* sign-flipped copy is
     matched exactly once both networks are in sign-canonical form (raw or normalized data)."""
-    from datasets_zoo.dataset import WeightStats
     from wspace.symmetry import random_sign_flip
 
     for make_ws in (lambda: _ws("siren"), _tanh_mlp):
@@ -373,10 +384,73 @@ def test_sign_canonical_aligned_mixup_undoes_permutations_and_sign_flips():
         assert _changed(out, ws) < 1e-10  # mixed in ws's own frame: its signs, not the canonical ones
         assert _changed(signs(ws, other, lam=1.0)[0], ws) == 0.0
         # on normalized batches the flips are taken on raw weights (stats), and mixing commutes
-        stats = WeightStats(ws.spec, torch.stack([t.mean() + 0.3 for t in ws.tensors]),
-                            torch.stack([t.std() + 0.5 for t in ws.tensors]), 4)
-        mix = A.MixUp(align="weight_matching", canonical_signs=True, stats=stats, generator=0)
-        out, _ = mix(stats.normalize(ws), stats.normalize(other), lam=0.5)
-        assert torch.allclose(stats.denormalize(out)(x), ws(x), atol=1e-8)
-    with pytest.raises(WeightSpaceError, match="canonical_signs=True needs align='weight_matching'"):
+        _check_mixup_on_normalized(ws, other, x, lam=0.5, canonical_signs=True)
+    with pytest.raises(WeightSpaceError, match="canonical_signs / canonical_phases need align='weight_matching'"):
         A.MixUp(align=None, canonical_signs=True)
+
+
+# ------------------------------------------------------------------ phase (SIREN bias shift) canonical form
+def _shift_flip_permute(ws: WeightSpace, seed: int) -> WeightSpace:
+    """A random element of a SIREN's full symmetry group: bias shift, sign flip, permutation."""
+    from wspace.symmetry import random_sign_flip
+
+    out = A.SirenBiasShift(k_max=4, generator=seed)(ws)
+    out = random_sign_flip(out, 0.5, generator=torch.Generator().manual_seed(seed + 1))
+    return permute(out, random_permutation(ws.spec, len(ws), torch.Generator().manual_seed(seed + 2)))
+
+
+def test_shift_phases_round_trip_and_errors():
+    from wspace.symmetry import shift_phases, sine_groups
+
+    ws, x = _ws("siren")
+    groups = sine_groups(ws.spec)
+    k = {g: torch.randint(-3, 4, (len(ws), ws.spec.groups[g].size), generator=torch.Generator().manual_seed(g))
+         for g in groups}
+    shifted = shift_phases(ws, k)
+    assert _changed(shifted, ws) > 0.1 and torch.allclose(shifted(x), ws(x), atol=1e-9)
+    assert _changed(shift_phases(shifted, {g: -v for g, v in k.items()}), ws) < 1e-12
+    g0 = next(iter(groups))
+    with pytest.raises(WeightSpaceError, match="must be integers"):
+        shift_phases(ws, {g0: k[g0].double() + 0.5})
+    tanh, _ = _tanh_mlp()
+    with pytest.raises(WeightSpaceError, match="does not feed a sine activation"):
+        shift_phases(tanh, {0: torch.zeros(4, 6, dtype=torch.long)})
+
+
+@pytest.mark.parametrize("family", ["siren", "tanh", "mlp"])
+def test_canonicalize_phases_is_function_preserving_idempotent_and_removes_shifts_and_flips(family):
+    from wspace.symmetry import canonicalize_phases, canonicalize_signs, sine_groups
+
+    ws, x = _tanh_mlp() if family == "tanh" else _ws(family)
+    canon = canonicalize_phases(ws)
+    assert torch.allclose(canon(x), ws(x), atol=1e-9)
+    assert _changed(canonicalize_phases(canon), canon) < 1e-12  # idempotent
+    p = random_permutation(ws.spec, len(ws), torch.Generator().manual_seed(2))
+    assert _changed(canonicalize_phases(permute(ws, p)), permute(canon, p)) < 1e-12  # permutation-equivariant
+    groups = sine_groups(ws.spec)
+    if family != "siren":  # no sine neurons: exactly the sign-canonical form
+        assert not groups and _changed(canon, canonicalize_signs(ws)) == 0.0
+        return
+    assert groups
+    for g, (layer, w0) in groups.items():  # every phase w0 * b lands in [0, pi / 2]
+        phase = canon.tensors[ws.spec.layers[layer].bias] * w0
+        assert bool((phase >= 0).all()) and bool((phase <= math.pi / 2 + 1e-9).all())
+    other = A.SirenBiasShift(k_max=4, generator=7)(A.RandomSignFlip(0.5, generator=8)(ws))
+    assert _changed(other, ws) > 0.1
+    assert _changed(canonicalize_phases(other), canon) < 1e-10  # one representative per shift / flip orbit
+    assert _changed(canonicalize_signs(other), canonicalize_signs(ws)) > 0.1  # signs alone do not undo shifts
+
+
+def test_phase_canonical_aligned_mixup_undoes_shifts_flips_and_permutations():
+    """A copy moved by a bias shift, a sign flip and a permutation is matched exactly only
+    with ``canonical_phases=True``; the mix stays in the first network's own frame."""
+    ws, x = _ws("siren")
+    other = _shift_flip_permute(ws, seed=3)
+    signs_only, _ = A.MixUp(align="weight_matching", canonical_signs=True, generator=0)(ws, other, lam=0.5)
+    assert (signs_only(x) - ws(x)).abs().max() > 1e-2
+    mix = A.MixUp(align="weight_matching", canonical_phases=True, generator=0)
+    assert mix.canonical_signs  # phases imply signs
+    out, _ = mix(ws, other, lam=0.5)
+    assert torch.allclose(out(x), ws(x), atol=1e-8) and _changed(out, ws) < 1e-10
+    assert _changed(mix(ws, other, lam=1.0)[0], ws) == 0.0
+    _check_mixup_on_normalized(ws, other, x, lam=0.3, canonical_phases=True)

@@ -10,6 +10,7 @@ import torch
 
 from datasets_zoo.build import build_zoo  # noqa: E402
 from wspace import cli  # noqa: E402
+from wspace.augment import RECIPES  # noqa: E402
 from wspace.errors import WeightSpaceError  # noqa: E402
 from wspace.nn import ENCODERS  # noqa: E402
 from wspace.tasks import (  # noqa: E402
@@ -350,9 +351,7 @@ def test_time_budget_alone_decays_the_rate_to_zero(zoos, tmp_path):
 
 
 # --------------------------------------------------------------------------- augment=<recipe>
-@pytest.mark.parametrize("name", ["none", "symmetry", "data_agnostic", "inr_input", "mixup_naive",
-                                  "mixup_random_perm", "mixup_aligned", "mixup_aligned_signs", "mixup_weights_only",
-                                  "symmetry_inr", "combo"])
+@pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_augment_config_builds_its_recipe(zoos, name):
     """Each ``configs/train/augment`` option installs that recipe's train-only hooks."""
     from wspace.cli import compose_config
@@ -364,13 +363,15 @@ def test_every_augment_config_builds_its_recipe(zoos, name):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     mixes = "mixup" in name or name == "combo"
+    signs, phases = ("mixup_aligned_signs", "mixup_aligned_phases", "symmetry_inr_mixup"), \
+        ("mixup_aligned_phases", "symmetry_inr_mixup")
     assert (dm.collate is not None) == mixes
     ws, y = dm.collate(batch) if mixes else batch  # Lightning applies it to train batches
     if mixes:
         mix = dm.collate.mixup
         assert mix.align == {"mixup_naive": None, "mixup_random_perm": "random"}.get(name, "weight_matching")
-        assert mix.canonical_signs == (name == "mixup_aligned_signs")
-        assert (mix.stats is dm.stats) == (name == "mixup_aligned_signs")  # sign flips act on raw weights
+        assert mix.canonical_signs == (name in signs) and mix.canonical_phases == (name in phases)
+        assert (mix.stats is dm.stats) == (name in signs)  # sign flips and shifts act on raw weights
     assert (dm.train.transform is not None) == (name not in ("none",) and not name.startswith("mixup"))
     if mixes and name != "mixup_weights_only":
         assert y.is_floating_point() and torch.allclose(y.sum(1), torch.ones(len(y)))

@@ -4,6 +4,11 @@
   streams included), acting on every axis that carries the group.
 * Diagonal rescalings: positive scaling of neurons behind positively homogeneous
   activations (ReLU, LeakyReLU) and sign flips behind odd ones (tanh, sine).
+* Phase shifts of sine neurons (SIRENs): bias ``+ k pi / w0`` with the outgoing weights
+  times ``(-1)^k`` (:func:`shift_phases`).
+* Canonical forms that remove the non-permutation part of the group, so that weight
+  matching (a permutation search) can align any two networks: :func:`canonicalize_signs`,
+  :func:`canonicalize_phases`.
 
 Convention: ``permute(ws, perm)`` re-indexes each permuted axis as
 ``new[..., i, ...] = old[..., perm[g][b, i], ...]``. All functions are vectorized
@@ -11,6 +16,7 @@ over the batch of networks.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
@@ -18,7 +24,7 @@ import torch
 
 from .errors import WeightSpaceError
 from .space import WeightSpace
-from .spec import WeightSpaceSpec
+from .spec import Op, WeightSpaceSpec
 
 
 @dataclass
@@ -203,6 +209,109 @@ def canonicalize_signs(ws: WeightSpace) -> WeightSpace:
     a permutation only, which weight matching can then undo; idempotent."""
     factors = canonical_signs(ws)
     return scale_neurons(ws, factors) if factors else ws
+
+
+def _first_act(ops: tuple[Op, ...], start: int) -> Op | None:
+    """The first op after position ``start`` that is not dropout, if it is an activation."""
+    for op in ops[start + 1:]:
+        if op.kind == "dropout":
+            continue
+        return op if op.kind == "act" else None
+    return None
+
+
+def sine_groups(spec: WeightSpaceSpec) -> dict[int, tuple[int, float]]:
+    """``{group id: (layer index, w0)}`` for the groups whose neurons feed straight into
+    ``sin(w0 x)`` and that allow sign flips (so the sign change of a shifted bias can be
+    moved onto the outgoing weights). Output neurons and residual streams are excluded."""
+    found: dict[int, tuple[int, float]] = {}
+
+    def rec(ops: tuple[Op, ...]) -> None:
+        for i, op in enumerate(ops):
+            if op.kind == "sequential":
+                rec(op.children)
+            elif op.kind == "residual":
+                for c in op.children:  # the block: one "sequential" op
+                    rec(c.children if c.kind == "sequential" else (c,))
+            if op.kind not in ("linear", "conv") or len(op.params) < 2:
+                continue
+            act = _first_act(ops, i)
+            if act is None or act.attr("name") != "sine":
+                continue
+            layer = spec.layers[spec.params[op.params[0]].layer]
+            g = layer.out_group
+            if g is None:
+                continue
+            group = spec.groups[g]
+            if group.stream or "sign" not in group.symmetries:
+                continue
+            found[g] = (layer.index, float(act.attr("w0")))
+
+    rec(spec.program)
+    return found
+
+
+def shift_phases(ws: WeightSpace, shifts: Mapping[int, torch.Tensor]) -> WeightSpace:
+    """Shift the phase of sine neurons: group ``g``'s biases ``+= k pi / w0`` with integer
+    ``k = shifts[g]`` (``[B, n_g]``), and its outgoing weights times ``(-1)^k``.
+
+    ``sin(w0 (z + k pi / w0)) = (-1)^k sin(w0 z)``, so the function is preserved (on raw
+    weights). Only groups from :func:`sine_groups` may be shifted.
+    """
+    groups = sine_groups(ws.spec)
+    _check(ws, shifts, "phase shift")
+    spec, tensors = ws.spec, list(ws.tensors)
+    for g, k in shifts.items():
+        if g not in groups:
+            raise WeightSpaceError(f"group {g} does not feed a sine activation: its bias cannot be phase-shifted")
+        layer_idx, w0 = groups[g]
+        k = k.to(device=ws.device)
+        if k.is_floating_point() and not torch.equal(k, k.round()):
+            raise WeightSpaceError(f"phase shifts of group {g} must be integers (multiples of pi / w0)")
+        k = k.long()
+        b = spec.layers[layer_idx].bias
+        tensors[b] = tensors[b] + (k.to(torch.float64) * (math.pi / w0)).to(tensors[b].dtype)
+        sign = (1 - 2 * (k % 2)).to(ws.dtype)  # (-1)^k; k % 2 is 0 or 1 for negative k too
+        for pi, p in enumerate(spec.params):  # outgoing weights: input axis carries the group
+            if p.role == "weight" and len(p.axes) > 1 and p.axes[1] == g:
+                view = [len(ws), 1, sign.shape[1]] + [1] * (tensors[pi].dim() - 3)
+                tensors[pi] = tensors[pi] * sign.reshape(view)
+    return WeightSpace(spec, tensors)
+
+
+def canonical_phases(ws: WeightSpace) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """``(shifts, flips)`` that :func:`canonicalize_phases` applies, in that order: the
+    phase shift ``-k`` (``k = round(w0 b / pi)``, so the phase ``w0 b`` lands in
+    ``[-pi/2, pi/2]``) of every sine neuron, then the sign flips of
+    :func:`canonical_signs` of the shifted network."""
+    shifts = {}
+    for g, (layer_idx, w0) in sine_groups(ws.spec).items():
+        bias = ws.tensors[ws.spec.layers[layer_idx].bias]
+        shifts[g] = -torch.round(bias.to(torch.float64) * (w0 / math.pi)).long()
+    return shifts, canonical_signs(shift_phases(ws, shifts) if shifts else ws)
+
+
+def canonicalize_phases(ws: WeightSpace) -> WeightSpace:
+    """A canonical representative under SIREN bias shifts *and* sign flips (function-preserving).
+
+    Each sine neuron's phase ``w0 b`` is brought into ``[0, pi/2]``: shifted by a multiple
+    of ``pi`` into ``[-pi/2, pi/2]`` (:func:`shift_phases`), then sign-flipped to a
+    positive bias. Other sign-symmetric neurons (tanh) get :func:`canonicalize_signs`.
+    After it, two networks related by any composition of permutations, sign flips and
+    bias shifts differ by a permutation only. Permutation-equivariant; idempotent.
+    """
+    shifts, flips = canonical_phases(ws)
+    ws = shift_phases(ws, shifts) if shifts else ws
+    return scale_neurons(ws, flips) if flips else ws
+
+
+def uncanonicalize_phases(ws: WeightSpace, shifts: Mapping[int, torch.Tensor],
+                          flips: Mapping[int, torch.Tensor]) -> WeightSpace:
+    """Undo :func:`canonicalize_phases` given the ``(shifts, flips)`` of
+    :func:`canonical_phases`: the flips (involutions), then the opposite shifts. Applied
+    to another network in the same canonical frame, it moves it into the first one's frame."""
+    ws = scale_neurons(ws, flips) if flips else ws
+    return shift_phases(ws, {g: -k for g, k in shifts.items()}) if shifts else ws
 
 
 def random_symmetry(ws: WeightSpace, generator: torch.Generator | None = None) -> WeightSpace:

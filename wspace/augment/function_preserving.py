@@ -12,14 +12,11 @@ normalized zoo data; permutations also commute with normalization):
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
-from ..spec import Op, WeightSpaceSpec
-from ..symmetry import permute, random_permutation, random_scaling, random_sign_flip
+from ..symmetry import permute, random_permutation, random_scaling, random_sign_flip, shift_phases, sine_groups
 from .base import Transform
 
 __all__ = ["RandomPermutation", "RandomScaling", "RandomSignFlip", "SirenBiasShift", "sine_groups"]
@@ -63,46 +60,6 @@ class RandomSignFlip(Transform):
         return random_sign_flip(ws, self.p, generator=self.generator)
 
 
-def _first_act(ops: tuple[Op, ...], start: int) -> Op | None:
-    """The first op after position ``start`` that is not dropout, if it is an activation."""
-    for op in ops[start + 1:]:
-        if op.kind == "dropout":
-            continue
-        return op if op.kind == "act" else None
-    return None
-
-
-def sine_groups(spec: WeightSpaceSpec) -> dict[int, tuple[int, float]]:
-    """``{group id: (layer index, w0)}`` for the groups whose neurons feed straight into
-    ``sin(w0 x)`` and that allow sign flips (so the sign change of a shifted bias can be
-    moved onto the outgoing weights). Output neurons and residual streams are excluded."""
-    found: dict[int, tuple[int, float]] = {}
-
-    def rec(ops: tuple[Op, ...]) -> None:
-        for i, op in enumerate(ops):
-            if op.kind == "sequential":
-                rec(op.children)
-            elif op.kind == "residual":
-                for c in op.children:  # the block: one "sequential" op
-                    rec(c.children if c.kind == "sequential" else (c,))
-            if op.kind not in ("linear", "conv") or len(op.params) < 2:
-                continue
-            act = _first_act(ops, i)
-            if act is None or act.attr("name") != "sine":
-                continue
-            layer = spec.layers[spec.params[op.params[0]].layer]
-            g = layer.out_group
-            if g is None:
-                continue
-            group = spec.groups[g]
-            if group.stream or "sign" not in group.symmetries:
-                continue
-            found[g] = (layer.index, float(act.attr("w0")))
-
-    rec(spec.program)
-    return found
-
-
 class SirenBiasShift(Transform):
     """Shift each sine neuron's bias by ``k pi / w0`` (``k`` uniform in
     ``[-k_max, k_max)``, published default 4) and negate its outgoing weights for odd ``k``.
@@ -123,19 +80,5 @@ class SirenBiasShift(Transform):
         groups = sine_groups(ws.spec)
         if not groups:
             return ws
-        spec = ws.spec
-        tensors = list(ws.tensors)
-        B = len(ws)
-        for g, (layer_idx, w0) in groups.items():
-            n = spec.groups[g].size
-            k = torch.randint(-self.k_max, self.k_max, (B, n), generator=self.generator)
-            shift = (k.to(torch.float64) * (math.pi / w0)).to(device=ws.device, dtype=ws.dtype)
-            sign = (1 - 2 * (k % 2).abs()).to(device=ws.device, dtype=ws.dtype)  # (-1)^k
-            b = spec.layers[layer_idx].bias
-            tensors[b] = tensors[b] + shift
-            # outgoing weights: every weight whose input axis carries the group
-            for pi, p in enumerate(spec.params):
-                if p.role == "weight" and len(p.axes) > 1 and p.axes[1] == g:
-                    view = [B, 1, n] + [1] * (tensors[pi].dim() - 3)
-                    tensors[pi] = tensors[pi] * sign.reshape(view)
-        return WeightSpace(spec, tensors)
+        return shift_phases(ws, {g: torch.randint(-self.k_max, self.k_max, (len(ws), ws.spec.groups[g].size),
+                                                  generator=self.generator) for g in groups})

@@ -26,8 +26,8 @@ from torch.utils.data import Dataset
 from ..align import weight_matching
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
-from ..symmetry import (Permutation, canonical_signs, canonicalize_signs, inverse, permute, random_permutation,
-                        scale_neurons)
+from ..symmetry import (Permutation, canonical_phases, canonical_signs, canonicalize_phases, canonicalize_signs,
+                        permute, random_permutation, scale_neurons, uncanonicalize_phases)
 from .base import Transform
 
 __all__ = ["MixUp", "MixUpCollate", "ReferenceAligner", "PairAlignmentCache", "WithIndex", "mix_labels"]
@@ -177,6 +177,10 @@ class MixUp(Transform):
             (:func:`wspace.symmetry.canonicalize_signs`, tanh / sine neurons), so that what is
             left between the two is a permutation, the part weight matching searches; the
             partner then takes ``ws_a``'s own signs back. Function-preserving.
+        canonical_phases: like ``canonical_signs`` (implies it), and sine neurons also get
+            their phase ``w0 b`` reduced modulo ``pi`` (:func:`wspace.symmetry.canonicalize_phases`),
+            so that SIREN bias shifts are undone too; the partner then takes ``ws_a``'s own
+            phases and signs back.
         stats: the data's per-tensor normalization (``ZooDataModule.stats``) when the batches
             are normalized: sign flips are exact on raw weights only.
         generator: random source (seed, generator or ``None``).
@@ -190,7 +194,7 @@ class MixUp(Transform):
     def __init__(self, align: str | None = None, alpha: float = 1.0, weights_only: bool = False,
                  num_classes: int | None = None, cache: bool | PairAlignmentCache = False,
                  reference: WeightSpace | ReferenceAligner | None = None, canonical_signs: bool = False,
-                 stats: Any = None, generator: torch.Generator | int | None = None, **wm_kwargs: Any):
+                 canonical_phases: bool = False, stats: Any = None, generator: torch.Generator | int | None = None, **wm_kwargs: Any):
         super().__init__(generator)
         if align not in ALIGN_MODES:
             raise WeightSpaceError(f"MixUp align must be one of {ALIGN_MODES}, got {align!r}")
@@ -200,9 +204,10 @@ class MixUp(Transform):
         self.alpha = float(alpha)
         self.weights_only = bool(weights_only)
         self.num_classes = num_classes
-        self.canonical_signs, self.stats = bool(canonical_signs), stats
+        self.canonical_phases = bool(canonical_phases)
+        self.canonical_signs, self.stats = bool(canonical_signs) or self.canonical_phases, stats
         if self.canonical_signs and align != "weight_matching":
-            raise WeightSpaceError(f"canonical_signs=True needs align='weight_matching', got {align!r}")
+            raise WeightSpaceError(f"canonical_signs / canonical_phases need align='weight_matching', got {align!r}")
         self.wm_kwargs = wm_kwargs
         self.cache = cache if isinstance(cache, PairAlignmentCache) else (PairAlignmentCache() if cache else None)
         if align == "reference":
@@ -228,7 +233,7 @@ class MixUp(Transform):
         if self.align == "random":
             return ws_a, permute(ws_b, random_permutation(ws_b.spec, len(ws_b), self.generator, device=ws_b.device))
         if self.canonical_signs:
-            return self._partner_sign_canonical(ws_a, ws_b, index_a, index_b)
+            return self._partner_canonical(ws_a, ws_b, index_a, index_b)
         if self.align == "reference":
             return self.aligner(ws_a, index_a), self.aligner(ws_b, index_b)
         return ws_a, permute(ws_b, self._match(ws_a, ws_b, index_a, index_b))
@@ -240,23 +245,27 @@ class MixUp(Transform):
             return self.cache.lookup(ws_a, ws_b, index_a, index_b, **kwargs)
         return weight_matching(ws_a, ws_b, **kwargs)
 
-    def _partner_sign_canonical(self, ws_a: WeightSpace, ws_b: WeightSpace, index_a, index_b
-                                ) -> tuple[WeightSpace, WeightSpace]:
-        """Align in ``ws_a``'s sign-canonical frame, then return to ``ws_a``'s own signs.
+    def _partner_canonical(self, ws_a: WeightSpace, ws_b: WeightSpace, index_a, index_b
+                           ) -> tuple[WeightSpace, WeightSpace]:
+        """Align in ``ws_a``'s canonical frame, then return to ``ws_a``'s own frame.
 
-        Both networks are flipped to their canonical signs (on raw weights), the partner is
-        aligned there, and the partner then gets ``ws_a``'s sign flips back (flips are
-        involutions and linear in the weights). So the mix is ``ws_a``'s frame throughout:
-        ``lam=1`` returns ``ws_a`` exactly, and the mixed networks keep the sign statistics
-        of the data (a model never sees canonical-only training networks).
+        Both networks are brought to their canonical signs (and, with ``canonical_phases``,
+        phases) on raw weights, the partner is aligned there, and the partner then gets
+        ``ws_a``'s flips (and shifts) back; both maps are affine and function-preserving, so
+        the mix is ``ws_a``'s frame throughout: ``lam=1`` returns ``ws_a`` exactly, and the
+        mixed networks keep the sign and phase statistics of the data (a model never sees
+        canonical-only training networks).
         """
         raw_a = ws_a if self.stats is None else self.stats.denormalize(ws_a)
         raw_b = ws_b if self.stats is None else self.stats.denormalize(ws_b)
-        flips = canonical_signs(raw_a)
-        canon_a = scale_neurons(raw_a, flips) if flips else raw_a
-        canon_b = canonicalize_signs(raw_b)
+        if self.canonical_phases:
+            shifts, flips = canonical_phases(raw_a)
+            canon_a, canon_b = canonicalize_phases(raw_a), canonicalize_phases(raw_b)
+        else:
+            shifts, flips = {}, canonical_signs(raw_a)
+            canon_a, canon_b = (scale_neurons(raw_a, flips) if flips else raw_a), canonicalize_signs(raw_b)
         partner = permute(canon_b, self._match(canon_a, canon_b, index_a, index_b))
-        partner = scale_neurons(partner, flips) if flips else partner
+        partner = uncanonicalize_phases(partner, shifts, flips)
         return ws_a, partner if self.stats is None else self.stats.normalize(partner)
 
     def __call__(self, ws_a: WeightSpace, ws_b: WeightSpace, label_a: torch.Tensor | None = None,

@@ -33,9 +33,13 @@ RECIPES: dict[str, str] = {
     "mixup_random_perm": "Mixup after a random permutation of the partner",
     "mixup_aligned": "Mixup after weight-matching the partner to the first network",
     "mixup_aligned_signs": "Mixup after sign-canonicalizing both networks and weight-matching the partner",
+    "mixup_aligned_phases": "Mixup after bringing both networks' signs and SIREN phases to canonical form "
+                            "and weight-matching the partner",
     "mixup_weights_only": "aligned Mixup of the weights, hard label of the dominant network",
     "symmetry_inr": "sine sign flips and SIREN bias shift, then one INR input edit (no Mixup)",
     "combo": "one INR input edit, then aligned Mixup (no sign flips: weight matching does not undo them)",
+    "symmetry_inr_mixup": "symmetry_inr (sign flips, SIREN bias shift, one INR input edit), then phase-canonical "
+                          "aligned Mixup (which undoes the flips and shifts before matching)",
 }
 
 
@@ -63,9 +67,10 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
         return RandomChoice([RandomRotation(degrees, generator=g), RandomScale(scale, generator=g + 1),
                              RandomTranslation(shift, generator=g + 2)], generator=g + 3)
 
-    def mix(align: str | None, weights_only: bool = False, canonical_signs: bool = False) -> MixUp:
+    def mix(align: str | None, weights_only: bool = False, canonical: str | None = None) -> MixUp:
         return MixUp(align=align, alpha=alpha, weights_only=weights_only, num_classes=num_classes,
-                     canonical_signs=canonical_signs, stats=stats if canonical_signs else None, generator=s + 16)
+                     canonical_signs=canonical == "signs", canonical_phases=canonical == "phases",
+                     stats=stats if canonical else None, generator=s + 16)
 
     if name == "none":
         return None, None
@@ -78,14 +83,17 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
                              QuantileZeroing(0.1, generator=s + 7)], generator=s + 8), None
     if name == "inr_input":
         return raw(inr_edit(s + 9)), None
-    if name == "symmetry_inr":
-        return raw(Compose([RandomSignFlip(0.5, generator=s + 13),
-                            RandomApply(SirenBiasShift(generator=s + 14), 0.5, generator=s + 15),
-                            inr_edit(s + 17)])), None
+    if name in ("symmetry_inr", "symmetry_inr_mixup"):
+        transform = raw(Compose([RandomSignFlip(0.5, generator=s + 13),
+                                 RandomApply(SirenBiasShift(generator=s + 14), 0.5, generator=s + 15),
+                                 inr_edit(s + 17)]))
+        return transform, (mix("weight_matching", canonical="phases") if name == "symmetry_inr_mixup" else None)
     if name == "combo":
         # Sign flips and bias shifts would run before Mixup and are outside the permutation
         # group that weight matching searches: partners would be mixed misaligned.
         return raw(inr_edit(s + 17)), mix("weight_matching")
     align = {"mixup_naive": None, "mixup_random_perm": "random", "mixup_aligned": "weight_matching",
-             "mixup_aligned_signs": "weight_matching", "mixup_weights_only": "weight_matching"}[name]
-    return None, mix(align, weights_only=name == "mixup_weights_only", canonical_signs=name == "mixup_aligned_signs")
+             "mixup_aligned_signs": "weight_matching", "mixup_aligned_phases": "weight_matching",
+             "mixup_weights_only": "weight_matching"}[name]
+    canonical = {"mixup_aligned_signs": "signs", "mixup_aligned_phases": "phases"}.get(name)
+    return None, mix(align, weights_only=name == "mixup_weights_only", canonical=canonical)
