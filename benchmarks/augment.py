@@ -1,4 +1,4 @@
-"""Weight-space augmentation benchmark: (a) throughput, (b) accuracy study on digits-inr.
+"""Weight-space augmentation benchmark: (a) throughput, (b) accuracy study, (c) alignment quality on digits-inr.
 
     python benchmarks/augment.py --quick                  # smoke: (a) small, (b) one tiny run
     python benchmarks/augment.py --zoo zoos/digits-inr    # full: (a) + (b), 3 seeds, 100% and 10% train
@@ -7,12 +7,16 @@
     alignment, batch 64, on the digits-inr SIREN spec (2-16-16-1, w0 7); the cost of one
     encoder training step on the same batch is shown for scale.
 (b) INR classification test accuracy (digits-inr, mean +- std over seeds) for each
-    encoder (``--encoders``, default nfn_hnp unf statnn) with no augmentation, each
-    family alone (symmetry, data-agnostic, INR input edits), naive / random-permutation /
-    aligned Mixup, and the combination (INR translate + noise + sign flips, then aligned
-    Mixup; as the paper's "combine"), at 100% and 10% of the training INRs. Uses
-    ``wspace.tasks`` (``ZooDataModule`` with ``transform=`` / ``collate=``, and the
-    ``InrClassification`` module); skipped when that package is missing.
+    encoder (``--encoders``, default nfn_hnp unf statnn) and augmentation recipe of
+    ``wspace.augment.RECIPES`` (``--methods``; default: no augmentation, each family alone,
+    naive / random-permutation / aligned Mixup with and without sign- or phase-canonical
+    alignment, and the combinations), at 100% and 10% of the training INRs, then the
+    issue's targets (best aligned Mixup against none and naive, best combination against
+    none). Each run is bounded by ``--budget-s`` with a cosine schedule over it, and tests
+    the best-validation weights. Uses ``wspace.tasks`` exactly as ``wspace train
+    augment=<recipe>`` does.
+(c) Alignment quality before (b): on pairs of trained INRs, the weight distance after each
+    alignment and how far the midpoint network's image lies from the two images' average.
 
 Prints tables and writes ``benchmarks/results/augment.json`` (sections not run keep
 their previous results).
@@ -112,6 +116,40 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
             opt.step()
 
         add(f"[reference] {enc_name}{'-' + kw['mode'] if kw else ''} train step", step, "encoder fwd+bwd+AdamW")
+    return rows
+
+
+# ---------------------------------------------------------------------------- (c)
+ALIGNMENT_MODES = {  # how each Mixup recipe brings the partner to the first network before mixing
+    "naive": {"align": None},
+    "random permutation": {"align": "random"},
+    "weight matching": {"align": "weight_matching"},
+    "sign-canonical + weight matching": {"align": "weight_matching", "canonical_signs": True},
+    "phase-canonical + weight matching": {"align": "weight_matching", "canonical_phases": True},
+}
+
+
+def bench_alignment_quality(zoo_path: Path, n_pairs: int = 256, resolution: int = 16) -> list[dict]:
+    """How well each alignment prepares trained INR pairs for interpolation, on raw weights:
+    the squared weight distance between a network and its aligned partner, and how far the
+    midpoint network's image is from the average of the two images (MSE on a
+    ``resolution``-square grid; lower means the mix stays between the two functions)."""
+    from datasets_zoo import Zoo
+    from datasets_zoo.tasks import coordinate_grid
+
+    train = Zoo.open(zoo_path).dataset("train", target="class", normalize=False)
+    n = min(n_pairs, len(train) // 2)
+    ws, _ = train.batch(np.arange(2 * n))
+    a, b = ws[:n], ws[n:2 * n]
+    x = coordinate_grid(resolution)
+    mean_image = 0.5 * (a(x) + b(x))
+    rows = []
+    for name, kw in ALIGNMENT_MODES.items():
+        _, partner = A.MixUp(generator=0, **kw).partner(a, b)
+        dist = sum(((ta - tb) ** 2).flatten(1).sum(1) for ta, tb in zip(a.tensors, partner.tensors))
+        mid = a * 0.5 + partner * 0.5
+        rows.append({"alignment": name, "pairs": n, "sq_distance": float(dist.mean()),
+                     "midpoint_image_mse": float(((mid(x) - mean_image) ** 2).mean())})
     return rows
 
 
@@ -284,6 +322,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--skip-throughput", action="store_true", help="skip (a)")
     ap.add_argument("--skip-study", action="store_true", help="skip (b)")
+    ap.add_argument("--skip-alignment", action="store_true", help="skip (c)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", default=str(ROOT / "results" / "augment.json"))
     args = ap.parse_args()
@@ -324,6 +363,13 @@ def main() -> None:
 
                 print(f"  building digits-inr ({'small' if args.quick else 'full'}) into {zoo_path}")
                 build_zoo("digits-inr", zoo_path, size="small" if args.quick else "full", progress=not args.quick)
+            if not args.skip_alignment:
+                rows = bench_alignment_quality(zoo_path, n_pairs=64 if args.quick else 256)
+                results["alignment_quality"] = rows
+                print(f"(c) alignment quality on {rows[0]['pairs']} pairs of trained INRs (raw weights)")
+                print(f"  {'alignment':<36}{'sq. distance':>14}{'midpoint image MSE':>21}")
+                for r in rows:
+                    print(f"  {r['alignment']:<36}{r['sq_distance']:>14.2f}{r['midpoint_image_mse']:>21.4f}")
             print(f"(b) INR classification test accuracy (%), {len(seeds)} seed(s), zoo {zoo_path}")
             old = results.get("study") or {}
             same = all(old.get(k) == v for k, v in (("zoo", str(zoo_path)), ("epochs", epochs),
