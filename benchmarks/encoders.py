@@ -177,12 +177,10 @@ def efficiency(enc: str, dm: ZooDataModule, out_features: int, device: torch.dev
 def noise_ceiling(dm: ZooDataModule, proxy: str = "train_acc") -> dict:
     """Kendall tau and R^2 of ``proxy`` (a recorded metric) as a predictor of the target on
     ``dm``'s test split: what a near-oracle reaches on this zoo's test accuracies."""
-    from datasets_zoo.dataset import _targets
     from wspace.tasks import kendall_tau, r2_score
 
     y = dm.test.targets.double()
-    proxy_all, _ = _targets(dm.zoo.records, proxy)
-    x = proxy_all[torch.from_numpy(dm.test.indices)].double()
+    x = dm.test.record_values(proxy).double()
     # R^2 of the best affine map proxy -> target (the proxy is on another scale)
     a = torch.stack([x, torch.ones_like(x)], 1)
     fit_ = a @ torch.linalg.lstsq(a, y.unsqueeze(1)).solution.squeeze(1)

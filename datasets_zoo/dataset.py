@@ -260,6 +260,13 @@ class ZooDataset(Dataset):
         """The records of this split's networks, in dataset order."""
         return self.zoo.select(self.indices).records
 
+    def record_values(self, name: str | Callable[[dict], Any]) -> torch.Tensor:
+        """A recorded metric (e.g. ``"train_acc"``) of this split's networks, in dataset
+        order, read by the same rules as ``target`` (a record key, or a callable on the
+        record); raises naming the checkpoint that lacks it."""
+        values, _ = _targets(self.records, name)
+        return values
+
     @property
     def stats(self) -> WeightStats:
         """Per-tensor mean/std over the *train* split of this partition (computed once)."""

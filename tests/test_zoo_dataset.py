@@ -148,6 +148,11 @@ def test_targets_transform_and_normalize(zoo_path):
                                                         dtype=torch.float32))
     with pytest.raises(WeightSpaceError, match="no target 'accuracy'"):
         zoo.dataset("test", target="accuracy")
+    # any recorded metric of the split, in dataset order, whatever the target is
+    torch.testing.assert_close(ds.record_values("lr"), lr.targets)
+    assert ds.record_values(lambda r: r["epoch"]).tolist() == [r["epoch"] for r in ds.records]
+    with pytest.raises(WeightSpaceError, match="has no target 'accuracy'"):
+        ds.record_values("accuracy")
     flip = zoo.dataset("test", split_by="run", normalize=True, transform=lambda ws: ws * -1.0)
     plain = zoo.dataset("test", split_by="run")
     a, _ = collate_dense(flip.__getitems__([0, 1]))
