@@ -306,6 +306,39 @@ def print_targets(rows: list[dict]) -> None:
               f"{fmt(r['combination_minus_none'])}")
 
 
+def plot_studies(studies: dict[str, dict], path: Path) -> Path:
+    """One panel per study (e.g. 10% and 100% of the training INRs): test accuracy per recipe,
+    one bar per encoder with the std over seeds, and the no-augmentation level as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(studies), figsize=(6.5 * len(studies), 4.8), squeeze=False)
+    for ax, (title, st) in zip(axes[0], studies.items()):
+        encoders = list(dict.fromkeys(c["encoder"] for c in st["summary"]))
+        methods = list(dict.fromkeys(c["method"] for c in st["summary"]))
+        cell = {(c["encoder"], c["method"]): c for c in st["summary"]}
+        width = 0.8 / max(1, len(encoders))
+        for j, enc in enumerate(encoders):
+            xs = [i for i, m in enumerate(methods) if (enc, m) in cell]
+            bars = ax.bar([x + (j - (len(encoders) - 1) / 2) * width for x in xs],
+                          [100 * cell[(enc, methods[x])]["mean"] for x in xs], width,
+                          yerr=[100 * cell[(enc, methods[x])]["std"] for x in xs], capsize=2, label=enc)
+            if (enc, "none") in cell:
+                ax.axhline(100 * cell[(enc, "none")]["mean"], color=bars.patches[0].get_facecolor(), lw=0.8, ls="--")
+        ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+        lo = min(100 * c["mean"] for c in st["summary"])
+        ax.set_ylim(max(0.0, lo - 5), None)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small (a), one tiny (b) run on a small zoo")
@@ -387,6 +420,10 @@ def main() -> None:
             study["targets"] = study_targets(study)
             print("  targets (points of test accuracy; best of each kind by mean):")
             print_targets(study["targets"])
+            if study["summary"]:
+                panels = {f"{f:.0%} of the training INRs, {budget:.0f} s per run":
+                          {"summary": [c for c in study["summary"] if c["train_fraction"] == f]} for f in fractions}
+                print(f"  plot: {plot_studies({k: v for k, v in panels.items() if v['summary']}, out.with_suffix('.png'))}")
             results["study"] = study
             if tmp is not None:
                 tmp.cleanup()
