@@ -363,8 +363,8 @@ def test_every_augment_config_builds_its_recipe(zoos, name):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     mixes = "mixup" in name or name == "combo"
-    signs, phases = ("mixup_aligned_signs", "mixup_aligned_phases", "symmetry_inr_mixup"), \
-        ("mixup_aligned_phases", "symmetry_inr_mixup")
+    signs, phases = ("mixup_aligned_signs", "mixup_aligned_phases", "symmetry_inr_mixup", "symmetry_mixup"), \
+        ("mixup_aligned_phases", "symmetry_inr_mixup", "symmetry_mixup")
     assert (dm.collate is not None) == mixes
     ws, y = dm.collate(batch) if mixes else batch  # Lightning applies it to train batches
     if mixes:

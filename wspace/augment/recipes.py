@@ -38,6 +38,9 @@ RECIPES: dict[str, str] = {
     "mixup_weights_only": "aligned Mixup of the weights, hard label of the dominant network",
     "symmetry_inr": "sine sign flips and SIREN bias shift, then one INR input edit (no Mixup)",
     "combo": "one INR input edit, then aligned Mixup (no sign flips: weight matching does not undo them)",
+    "symmetry_mixup": "symmetry, then phase-canonical aligned Mixup (which undoes the flips and shifts before "
+                      "matching)",
+    "symmetry_data_agnostic": "symmetry, then one data-agnostic edit (noise, dropout or quantile zeroing)",
     "symmetry_inr_mixup": "symmetry_inr (sign flips, SIREN bias shift, one INR input edit), then phase-canonical "
                           "aligned Mixup (which undoes the flips and shifts before matching)",
 }
@@ -74,13 +77,19 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
 
     if name == "none":
         return None, None
-    if name == "symmetry":
-        return Compose([RandomPermutation(generator=s + 1),
+    symmetry = Compose([RandomPermutation(generator=s + 1),
                         raw(Compose([RandomSignFlip(0.5, generator=s + 2),
-                                     RandomApply(SirenBiasShift(generator=s + 3), 0.5, generator=s + 4)]))]), None
+                                     RandomApply(SirenBiasShift(generator=s + 3), 0.5, generator=s + 4)]))])
+    data_agnostic = RandomChoice([GaussianNoise(noise, generator=s + 5), WeightDropout(0.1, generator=s + 6),
+                                  QuantileZeroing(0.1, generator=s + 7)], generator=s + 8)
+    if name == "symmetry":
+        return symmetry, None
     if name == "data_agnostic":
-        return RandomChoice([GaussianNoise(noise, generator=s + 5), WeightDropout(0.1, generator=s + 6),
-                             QuantileZeroing(0.1, generator=s + 7)], generator=s + 8), None
+        return data_agnostic, None
+    if name == "symmetry_mixup":
+        return symmetry, mix("weight_matching", canonical="phases")
+    if name == "symmetry_data_agnostic":
+        return Compose([symmetry, data_agnostic]), None
     if name == "inr_input":
         return raw(inr_edit(s + 9)), None
     if name in ("symmetry_inr", "symmetry_inr_mixup"):
