@@ -15,7 +15,7 @@
     none). Each run is bounded by ``--budget-s`` with a cosine schedule over it, and tests
     the best-validation weights. Uses ``wspace.tasks`` exactly as ``wspace train
     augment=<recipe>`` does.
-(c) Alignment quality before (b): on pairs of trained INRs, the weight distance after each
+(c) (run before (b)) Alignment quality before (b): on pairs of trained INRs, the weight distance after each
     alignment and how far the midpoint network's image lies from the two images' average.
 
 Prints tables and writes ``benchmarks/results/augment.json`` (sections not run keep
@@ -156,9 +156,10 @@ def bench_alignment_quality(zoo_path: Path, n_pairs: int = 256, resolution: int 
 # ---------------------------------------------------------------------------- (b)
 STUDY_METHODS = ("none", "symmetry", "data_agnostic", "inr_input", "mixup_naive", "mixup_random_perm",
                  "mixup_aligned", "mixup_aligned_signs", "mixup_aligned_phases", "symmetry_inr",
-                 "symmetry_inr_mixup")  # the recipe names of wspace.augment.RECIPES that the study runs
+                 "symmetry_inr_mixup", "symmetry_mixup", "symmetry_data_agnostic")  # recipes of wspace.augment.RECIPES
 ALIGNED = ("mixup_aligned", "mixup_aligned_signs", "mixup_aligned_phases")  # alignment-based Mixup variants
-COMBINATIONS = ("symmetry_inr", "symmetry_inr_mixup", "combo")  # recipes that combine families
+COMBINATIONS = ("symmetry_inr", "symmetry_inr_mixup", "symmetry_mixup", "symmetry_data_agnostic",
+                "combo")  # recipes that combine families
 
 
 def _subset_zoo(zoo, fraction: float, seed: int = 0):
@@ -277,8 +278,9 @@ def print_study(study: dict, encoders: list[str], methods: list[str], fractions:
 
 def study_targets(study: dict) -> list[dict]:
     """The issue's targets per (encoder, fraction), from the study's mean accuracies: the best
-    aligned Mixup against no augmentation and naive Mixup, and the best combination's gain
-    over no augmentation (points of test accuracy; ``None`` where a run is missing)."""
+    aligned Mixup against no augmentation and naive Mixup, and the gains of the best
+    combination of families and of the best recipe of any kind over no augmentation
+    (points of test accuracy; ``None`` where a run is missing)."""
     cell = {(s["encoder"], s["method"], s["train_fraction"]): 100 * s["mean"] for s in study["summary"]}
     rows = []
     for enc, frac in dict.fromkeys((s["encoder"], s["train_fraction"]) for s in study["summary"]):
@@ -289,21 +291,23 @@ def study_targets(study: dict) -> list[dict]:
         none, naive = cell.get((enc, "none", frac)), cell.get((enc, "mixup_naive", frac))
         aligned, aligned_name = best(ALIGNED)
         combo, combo_name = best(COMBINATIONS)
+        top, top_name = best([m for (e, m, f) in cell if e == enc and f == frac and m != "none"])
         gap = (lambda a, b: None if a is None or b is None else round(a - b, 2))
         rows.append({"encoder": enc, "train_fraction": frac, "best_aligned": aligned_name,
                      "aligned_minus_none": gap(aligned, none), "aligned_minus_naive": gap(aligned, naive),
-                     "best_combination": combo_name, "combination_minus_none": gap(combo, none)})
+                     "best_combination": combo_name, "combination_minus_none": gap(combo, none),
+                     "best_recipe": top_name, "best_recipe_minus_none": gap(top, none)})
     return rows
 
 
 def print_targets(rows: list[dict]) -> None:
     fmt = (lambda v: "   n/a" if v is None else f"{v:+6.1f}")
     print(f"  {'encoder':<10}{'data':>6}  {'best aligned Mixup':<22}{'-none':>7}{'-naive':>7}  "
-          f"{'best combination':<20}{'-none':>7}")
+          f"{'best combination':<24}{'-none':>7}  {'best recipe':<24}{'-none':>7}")
     for r in rows:
         print(f"  {r['encoder']:<10}{r['train_fraction']:>6.0%}  {str(r['best_aligned']):<22}"
-              f"{fmt(r['aligned_minus_none'])}{fmt(r['aligned_minus_naive'])}  {str(r['best_combination']):<20}"
-              f"{fmt(r['combination_minus_none'])}")
+              f"{fmt(r['aligned_minus_none'])}{fmt(r['aligned_minus_naive'])}  {str(r['best_combination']):<24}"
+              f"{fmt(r['combination_minus_none'])}  {str(r['best_recipe']):<24}{fmt(r['best_recipe_minus_none'])}")
 
 
 def plot_studies(studies: dict[str, dict], path: Path) -> Path:
@@ -337,6 +341,38 @@ def plot_studies(studies: dict[str, dict], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def run_study(args: argparse.Namespace, zoo_path: Path, results: dict, out: Path) -> dict:
+    """(b) with the command line's settings; resumes the runs of ``results["study"]`` when
+    its settings match, and saves ``results`` to ``out`` after every run."""
+    encoders = args.encoders or (["statnn"] if args.quick else ["nfn_hnp", "unf", "statnn"])
+    methods = args.methods or (["none", "combo"] if args.quick else list(STUDY_METHODS))
+    fractions = args.fractions or ([1.0] if args.quick else [1.0, 0.1])
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    epochs = args.epochs or (1 if args.quick else 40)
+    budget = args.budget_s or (20.0 if args.quick else 120.0)
+    print(f"(b) INR classification test accuracy (%), {len(seeds)} seed(s), zoo {zoo_path}")
+    old = results.get("study") or {}
+    same = all(old.get(k) == v for k, v in (("zoo", str(zoo_path)), ("epochs", epochs), ("budget_s_per_run", budget),
+                                            ("batch_size", args.batch_size), ("lr", args.lr)))
+    previous = old.get("runs", []) if same and not args.quick else []
+
+    def save(study: dict) -> None:  # after every run: an interrupted study resumes
+        results["study"] = study
+        _write_atomic(out, results)
+
+    study = bench_study(zoo_path, encoders, methods, fractions, seeds, epochs, budget, args.batch_size, args.lr,
+                        previous=previous, save=save)
+    print_study(study, encoders, methods, fractions)
+    study["targets"] = study_targets(study)
+    print("  targets (points of test accuracy; best of each kind by mean):")
+    print_targets(study["targets"])
+    if study["summary"]:
+        panels = {f"{f:.0%} of the training INRs, {budget:.0f} s per run":
+                  {"summary": [c for c in study["summary"] if c["train_fraction"] == f]} for f in fractions}
+        print(f"  plot: {plot_studies({k: v for k, v in panels.items() if v['summary']}, out.with_suffix('.png'))}")
+    return study
 
 
 def main() -> None:
@@ -374,59 +410,28 @@ def main() -> None:
         for r in rows:
             print(f"  {r['name']:<40}{r['ms_per_batch']:>10.2f}{r['networks_per_s']:>14.0f}  {r['note']}")
 
-    if not args.skip_study:
-        try:
-            import wspace.tasks  # noqa: F401
-        except ImportError as e:
-            print(f"(b) skipped: wspace.tasks is not available ({e})")
-        else:
-            encoders = args.encoders or (["statnn"] if args.quick else ["nfn_hnp", "unf", "statnn"])
-            methods = args.methods or (["none", "combo"] if args.quick else list(STUDY_METHODS))
-            fractions = args.fractions or ([1.0] if args.quick else [1.0, 0.1])
-            seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-            epochs = args.epochs or (1 if args.quick else 40)
-            budget = args.budget_s or (20.0 if args.quick else 120.0)
-            zoo_path = Path(args.zoo)
-            tmp = None
-            if args.quick and not zoo_path.exists():
-                tmp = tempfile.TemporaryDirectory()
-                zoo_path = Path(tmp.name) / "digits-inr-small"
-            if not zoo_path.exists():
-                from datasets_zoo.build import build_zoo
+    if not (args.skip_study and args.skip_alignment):
+        zoo_path = Path(args.zoo)
+        tmp = None
+        if args.quick and not zoo_path.exists():
+            tmp = tempfile.TemporaryDirectory()
+            zoo_path = Path(tmp.name) / "digits-inr-small"
+        if not zoo_path.exists():
+            from datasets_zoo.build import build_zoo
 
-                print(f"  building digits-inr ({'small' if args.quick else 'full'}) into {zoo_path}")
-                build_zoo("digits-inr", zoo_path, size="small" if args.quick else "full", progress=not args.quick)
-            if not args.skip_alignment:
-                rows = bench_alignment_quality(zoo_path, n_pairs=64 if args.quick else 256)
-                results["alignment_quality"] = rows
-                print(f"(c) alignment quality on {rows[0]['pairs']} pairs of trained INRs (raw weights)")
-                print(f"  {'alignment':<36}{'sq. distance':>14}{'midpoint image MSE':>21}")
-                for r in rows:
-                    print(f"  {r['alignment']:<36}{r['sq_distance']:>14.2f}{r['midpoint_image_mse']:>21.4f}")
-            print(f"(b) INR classification test accuracy (%), {len(seeds)} seed(s), zoo {zoo_path}")
-            old = results.get("study") or {}
-            same = all(old.get(k) == v for k, v in (("zoo", str(zoo_path)), ("epochs", epochs),
-                                                    ("budget_s_per_run", budget), ("batch_size", args.batch_size),
-                                                    ("lr", args.lr)))
-            previous = old.get("runs", []) if same and not args.quick else []
-
-            def save(study: dict) -> None:  # after every run: an interrupted study resumes
-                results["study"] = study
-                _write_atomic(out, results)
-
-            study = bench_study(zoo_path, encoders, methods, fractions, seeds, epochs, budget, args.batch_size,
-                                args.lr, previous=previous, save=save)
-            print_study(study, encoders, methods, fractions)
-            study["targets"] = study_targets(study)
-            print("  targets (points of test accuracy; best of each kind by mean):")
-            print_targets(study["targets"])
-            if study["summary"]:
-                panels = {f"{f:.0%} of the training INRs, {budget:.0f} s per run":
-                          {"summary": [c for c in study["summary"] if c["train_fraction"] == f]} for f in fractions}
-                print(f"  plot: {plot_studies({k: v for k, v in panels.items() if v['summary']}, out.with_suffix('.png'))}")
-            results["study"] = study
-            if tmp is not None:
-                tmp.cleanup()
+            print(f"  building digits-inr ({'small' if args.quick else 'full'}) into {zoo_path}")
+            build_zoo("digits-inr", zoo_path, size="small" if args.quick else "full", progress=not args.quick)
+        if not args.skip_alignment:
+            rows = bench_alignment_quality(zoo_path, n_pairs=64 if args.quick else 256)
+            results["alignment_quality"] = rows
+            print(f"(c) alignment quality on {rows[0]['pairs']} pairs of trained INRs (raw weights)")
+            print(f"  {'alignment':<36}{'sq. distance':>14}{'midpoint image MSE':>21}")
+            for r in rows:
+                print(f"  {r['alignment']:<36}{r['sq_distance']:>14.2f}{r['midpoint_image_mse']:>21.4f}")
+        if not args.skip_study:
+            results["study"] = run_study(args, zoo_path, results, out)
+        if tmp is not None:
+            tmp.cleanup()
 
     _write_atomic(out, results)
     print(f"wrote {out}")
