@@ -8,7 +8,7 @@
   times ``(-1)^k`` (:func:`shift_phases`).
 * Canonical forms that remove the non-permutation part of the group, so that weight
   matching (a permutation search) can align any two networks: :func:`canonicalize_signs`,
-  :func:`canonicalize_phases`.
+  :func:`canonicalize_phases` (:func:`canonical_frame` also returns the way back).
 
 Convention: ``permute(ws, perm)`` re-indexes each permuted axis as
 ``new[..., i, ...] = old[..., perm[g][b, i], ...]``. All functions are vectorized
@@ -272,23 +272,33 @@ def shift_phases(ws: WeightSpace, shifts: Mapping[int, torch.Tensor]) -> WeightS
         b = spec.layers[layer_idx].bias
         tensors[b] = tensors[b] + (k.to(torch.float64) * (math.pi / w0)).to(tensors[b].dtype)
         sign = (1 - 2 * (k % 2)).to(ws.dtype)  # (-1)^k; k % 2 is 0 or 1 for negative k too
-        for pi, p in enumerate(spec.params):  # outgoing weights: input axis carries the group
+        for i, p in enumerate(spec.params):  # outgoing weights: input axis carries the group
             if p.role == "weight" and len(p.axes) > 1 and p.axes[1] == g:
-                view = [len(ws), 1, sign.shape[1]] + [1] * (tensors[pi].dim() - 3)
-                tensors[pi] = tensors[pi] * sign.reshape(view)
+                view = [len(ws), 1, sign.shape[1]] + [1] * (tensors[i].dim() - 3)
+                tensors[i] = tensors[i] * sign.reshape(view)
     return WeightSpace(spec, tensors)
 
 
-def canonical_phases(ws: WeightSpace) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
-    """``(shifts, flips)`` that :func:`canonicalize_phases` applies, in that order: the
-    phase shift ``-k`` (``k = round(w0 b / pi)``, so the phase ``w0 b`` lands in
-    ``[-pi/2, pi/2]``) of every sine neuron, then the sign flips of
-    :func:`canonical_signs` of the shifted network."""
+def canonical_frame(ws: WeightSpace, phases: bool = True
+                    ) -> tuple[WeightSpace, dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """``(canonical network, shifts, flips)``: the network with the non-permutation part of
+    its symmetry group removed, and the phase shifts and sign flips that got it there, in
+    that order (undo with :func:`from_canonical_frame`).
+
+    With ``phases`` (default), each sine neuron is first shifted by ``-k`` (``k = round(w0
+    b / pi)``, :func:`shift_phases`) so that its phase ``w0 b`` lands in ``[-pi/2, pi/2]``;
+    then every sign-symmetric neuron gets the flips of :func:`canonical_signs` of the shifted
+    network, which puts sine phases into ``[0, pi/2]``. Without ``phases`` the shifts are
+    empty and this is :func:`canonicalize_signs`.
+    """
     shifts = {}
-    for g, (layer_idx, w0) in sine_groups(ws.spec).items():
-        bias = ws.tensors[ws.spec.layers[layer_idx].bias]
-        shifts[g] = -torch.round(bias.to(torch.float64) * (w0 / math.pi)).long()
-    return shifts, canonical_signs(shift_phases(ws, shifts) if shifts else ws)
+    if phases:
+        for g, (layer_idx, w0) in sine_groups(ws.spec).items():
+            bias = ws.tensors[ws.spec.layers[layer_idx].bias]
+            shifts[g] = -torch.round(bias.to(torch.float64) * (w0 / math.pi)).long()
+    shifted = shift_phases(ws, shifts) if shifts else ws
+    flips = canonical_signs(shifted)
+    return (scale_neurons(shifted, flips) if flips else shifted), shifts, flips
 
 
 def canonicalize_phases(ws: WeightSpace) -> WeightSpace:
@@ -300,16 +310,14 @@ def canonicalize_phases(ws: WeightSpace) -> WeightSpace:
     After it, two networks related by any composition of permutations, sign flips and
     bias shifts differ by a permutation only. Permutation-equivariant; idempotent.
     """
-    shifts, flips = canonical_phases(ws)
-    ws = shift_phases(ws, shifts) if shifts else ws
-    return scale_neurons(ws, flips) if flips else ws
+    return canonical_frame(ws)[0]
 
 
-def uncanonicalize_phases(ws: WeightSpace, shifts: Mapping[int, torch.Tensor],
-                          flips: Mapping[int, torch.Tensor]) -> WeightSpace:
-    """Undo :func:`canonicalize_phases` given the ``(shifts, flips)`` of
-    :func:`canonical_phases`: the flips (involutions), then the opposite shifts. Applied
-    to another network in the same canonical frame, it moves it into the first one's frame."""
+def from_canonical_frame(ws: WeightSpace, shifts: Mapping[int, torch.Tensor],
+                         flips: Mapping[int, torch.Tensor]) -> WeightSpace:
+    """Undo :func:`canonical_frame` given its ``(shifts, flips)``: the flips (involutions),
+    then the opposite shifts. Applied to another network in the same canonical frame, it
+    moves that network into the first one's own frame."""
     ws = scale_neurons(ws, flips) if flips else ws
     return shift_phases(ws, {g: -k for g, k in shifts.items()}) if shifts else ws
 

@@ -26,8 +26,7 @@ from torch.utils.data import Dataset
 from ..align import weight_matching
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
-from ..symmetry import (Permutation, canonical_phases, canonical_signs, canonicalize_phases, canonicalize_signs,
-                        permute, random_permutation, scale_neurons, uncanonicalize_phases)
+from ..symmetry import Permutation, canonical_frame, from_canonical_frame, permute, random_permutation
 from .base import Transform
 
 __all__ = ["MixUp", "MixUpCollate", "ReferenceAligner", "PairAlignmentCache", "WithIndex", "mix_labels"]
@@ -258,14 +257,10 @@ class MixUp(Transform):
         """
         raw_a = ws_a if self.stats is None else self.stats.denormalize(ws_a)
         raw_b = ws_b if self.stats is None else self.stats.denormalize(ws_b)
-        if self.canonical_phases:
-            shifts, flips = canonical_phases(raw_a)
-            canon_a, canon_b = canonicalize_phases(raw_a), canonicalize_phases(raw_b)
-        else:
-            shifts, flips = {}, canonical_signs(raw_a)
-            canon_a, canon_b = (scale_neurons(raw_a, flips) if flips else raw_a), canonicalize_signs(raw_b)
+        canon_a, shifts, flips = canonical_frame(raw_a, phases=self.canonical_phases)
+        canon_b, _, _ = canonical_frame(raw_b, phases=self.canonical_phases)
         partner = permute(canon_b, self._match(canon_a, canon_b, index_a, index_b))
-        partner = uncanonicalize_phases(partner, shifts, flips)
+        partner = from_canonical_frame(partner, shifts, flips)
         return ws_a, partner if self.stats is None else self.stats.normalize(partner)
 
     def __call__(self, ws_a: WeightSpace, ws_b: WeightSpace, label_a: torch.Tensor | None = None,
