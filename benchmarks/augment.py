@@ -15,7 +15,7 @@
     none). Each run is bounded by ``--budget-s`` with a cosine schedule over it, and tests
     the best-validation weights. Uses ``wspace.tasks`` exactly as ``wspace train
     augment=<recipe>`` does.
-(c) (run before (b)) Alignment quality before (b): on pairs of trained INRs, the weight distance after each
+(c) Alignment quality, run before (b): on pairs of trained INRs, the weight distance after each
     alignment and how far the midpoint network's image lies from the two images' average.
 
 Prints tables and writes ``benchmarks/results/augment.json`` (sections not run keep

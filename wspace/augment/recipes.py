@@ -75,11 +75,13 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
                      canonical_signs=canonical == "signs", canonical_phases=canonical == "phases",
                      stats=stats if canonical else None, generator=s + 16)
 
+    def sine_symmetries(g: int) -> list[Callable]:  # sign flip, SIREN bias shift (p 0.5); seeds g .. g + 2
+        return [RandomSignFlip(0.5, generator=g), RandomApply(SirenBiasShift(generator=g + 1), 0.5, generator=g + 2)]
+
     if name == "none":
         return None, None
-    symmetry = Compose([RandomPermutation(generator=s + 1),
-                        raw(Compose([RandomSignFlip(0.5, generator=s + 2),
-                                     RandomApply(SirenBiasShift(generator=s + 3), 0.5, generator=s + 4)]))])
+
+    symmetry = Compose([RandomPermutation(generator=s + 1), raw(Compose(sine_symmetries(s + 2)))])
     data_agnostic = RandomChoice([GaussianNoise(noise, generator=s + 5), WeightDropout(0.1, generator=s + 6),
                                   QuantileZeroing(0.1, generator=s + 7)], generator=s + 8)
     if name == "symmetry":
@@ -93,9 +95,7 @@ def recipe(name: str, *, stats: Any = None, num_classes: int | None = None, seed
     if name == "inr_input":
         return raw(inr_edit(s + 9)), None
     if name in ("symmetry_inr", "symmetry_inr_mixup"):
-        transform = raw(Compose([RandomSignFlip(0.5, generator=s + 13),
-                                 RandomApply(SirenBiasShift(generator=s + 14), 0.5, generator=s + 15),
-                                 inr_edit(s + 17)]))
+        transform = raw(Compose([*sine_symmetries(s + 13), inr_edit(s + 17)]))
         return transform, (mix("weight_matching", canonical="phases") if name == "symmetry_inr_mixup" else None)
     if name == "combo":
         # Sign flips and bias shifts would run before Mixup and are outside the permutation
