@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from datasets_zoo import get_task  # noqa: E402
-from datasets_zoo.families import family_spec, init_weight_space  # noqa: E402
+from wspace.families import family_spec, init_weight_space  # noqa: E402
 from datasets_zoo.train_vectorized import ClassifierData, train_classifiers  # noqa: E402
 from wspace import WeightSpace  # noqa: E402
 from wspace.align import align  # noqa: E402
@@ -97,7 +97,7 @@ def bench(n_train: int, n_gen: int, k: int, n_exhaustive: int, max_reference: in
           f"in {t_synth:.1f}s", flush=True)
 
     t0 = time.perf_counter()
-    report = audit(gen, zoo, task=TASK, runs=runs, shortlist=k, max_reference=max_reference,
+    report = audit(gen, zoo, task=get_task(TASK), runs=runs, shortlist=k, max_reference=max_reference,
                    progress=lambda m: print(f"  [audit] {m}", flush=True))
     t_audit = time.perf_counter() - t0
     agree = {}
@@ -147,7 +147,7 @@ def bench_d2nwg(samples: str, zoo: str, task: str, out: Path, split: str | None 
         training = training.filter(split=split)
     if same_task:  # a multi-task zoo: baselines and behaviour against the models of the samples' own task
         training = training.filter(task=task)
-    report = audit(Zoo.open(samples), training, task=task, progress=lambda m: print(f"  [audit] {m}", flush=True))
+    report = audit(Zoo.open(samples), training, task=get_task(task), progress=lambda m: print(f"  [audit] {m}", flush=True))
     report.save(out)
     print(report.table())
     return {"samples": samples, "zoo": zoo, "zoo_split": split, "same_task": same_task, "training_checkpoints": len(training),

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 import wspace.augment as A  # noqa: E402
-from datasets_zoo.families import family_spec, init_weight_space  # noqa: E402
+from wspace.families import family_spec, init_weight_space  # noqa: E402
 from wspace.io import atomic_write  # noqa: E402
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path)
 
@@ -135,7 +135,7 @@ def bench_alignment_quality(zoo_path: Path, n_pairs: int = 256, resolution: int 
     midpoint network's image is from the average of the two images (MSE on a
     ``resolution``-square grid; lower means the mix stays between the two functions)."""
     from datasets_zoo import Zoo
-    from datasets_zoo.tasks import coordinate_grid
+    from wspace.coordinates import coordinate_grid
 
     train = Zoo.open(zoo_path).dataset("train", target="class", normalize=False)
     n = min(n_pairs, len(train) // 2)
@@ -178,8 +178,9 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
             lr: float) -> dict:
     import lightning as L
 
-    from wspace.tasks import InrClassification, ZooDataModule
-    from wspace.tasks.train import augment_from_config, encoder_config
+    from datasets_zoo import ZooDataModule
+    from wspace.tasks import InrClassification
+    from wspace.commands.train import augment_from_config, encoder_config
 
     class KeepBest(L.Callback):
         """Keep the weights of the best validation accuracy in memory (no checkpoint files)."""

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datasets_zoo import Zoo  # noqa: E402
 from datasets_zoo.build import build_zoo  # noqa: E402
-from datasets_zoo.families import init_weight_space  # noqa: E402
+from wspace.families import init_weight_space  # noqa: E402
 from datasets_zoo.tasks import get_task  # noqa: E402
 from generators import evaluate as E  # noqa: E402
 from generators.d2nwg import train_d2nwg  # noqa: E402

@@ -62,9 +62,10 @@ import torch  # noqa: E402
 from datasets_zoo.build import build_zoo  # noqa: E402
 from wspace.errors import WeightSpaceError  # noqa: E402
 from wspace.nn import ENCODERS, EQUIVARIANT_ENCODERS  # noqa: E402
-from wspace.tasks import ZooDataModule, fit  # noqa: E402
+from datasets_zoo import ZooDataModule  # noqa: E402
+from wspace.commands.train import fit  # noqa: E402
 from wspace.tasks.base import build_encoder  # noqa: E402
-from wspace.tasks.train import encoder_config as train_encoder_config  # noqa: E402
+from wspace.commands.train import encoder_config as train_encoder_config  # noqa: E402
 
 ENCODER_CONFIGS = ("flat_mlp", "statnn", "dwsnet", "nfn_np", "nfn_hnp", "unf", "graph")
 # key -> (task config, zoo key, target, metrics reported: (name, higher is better))

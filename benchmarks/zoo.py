@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from datasets_zoo.build import _init, build_zoo, load_preset, plan_runs  # noqa: E402
-from datasets_zoo.families import build_family, family_spec  # noqa: E402
+from wspace.families import build_family, family_spec  # noqa: E402
 from datasets_zoo.tasks import get_task  # noqa: E402
 from datasets_zoo.train_vectorized import ClassifierData, epoch_order, train_classifiers  # noqa: E402
 from wspace import WeightSpace  # noqa: E402

@@ -51,17 +51,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from wspace.cli import to_plain
+from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 from wspace.spec import get_family
 
-from .families import family_spec, init_weight_space
+from wspace.families import family_spec, init_weight_space
 from .format import ZOO_JSON, ZooWriter
 from .tasks import affine_variants, get_task, images_to_targets, subset_tasks
 from .train_vectorized import OPTIMIZERS, ClassifierData, counter_bits, fit_inrs, train_classifiers
 
-__all__ = ["Run", "preset_names", "load_preset", "plan_runs", "build_zoo", "main", "BUILDER_VERSION"]
+__all__ = ["Run", "preset_names", "load_preset", "plan_runs", "build_zoo", "BUILDER_VERSION"]
 
 BUILDER_VERSION = 1
 SIZES = ("small", "full")
@@ -649,31 +649,3 @@ def _fit_inr_chunk(cfg: dict, ch: _Chunk, writer: ZooWriter, device: str, seed: 
 
 
 # --------------------------------------------------------------------------- CLI
-def main(cfg: Any) -> Path:
-    """Entry point of ``wspace zoo build``: ``cfg`` has ``zoo`` (the preset), ``out``,
-    and optionally ``size`` (``small``/``full``, default ``full``), ``seed``, ``device``,
-    ``chunk_size`` and ``progress``."""
-    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
-    zoo = get("zoo")
-    if zoo is None or get("out") is None:
-        raise WeightSpaceError("zoo build needs zoo=<preset> and out=<dir>")
-    zoo = to_plain(zoo)
-    # the size is a top-level key (size=small); `+zoo.size=small` is accepted too
-    size = get("size", None) or (zoo.pop("size", None) if isinstance(zoo, dict) else None) or "full"
-    if isinstance(zoo, dict):
-        zoo.pop("size", None)
-    out = build_zoo(
-        zoo, get("out"), size=str(size), seed=int(get("seed", 0) or 0),
-        device=str(get("device", "cpu") or "cpu"), chunk_size=get("chunk_size"), progress=bool(get("progress", True)),
-    )
-    n = _count_rows(out)
-    print(f"zoo written to {out} ({n} checkpoints)")
-    return out
-
-
-def _count_rows(out: Path) -> int:
-    f = out / "manifest.jsonl"
-    if not f.exists():
-        return 0
-    with open(f, "rb") as fh:
-        return sum(1 for line in fh if line.endswith(b"\n"))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from wspace.collate import collate_dense
 from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
@@ -359,12 +360,3 @@ class _DenseBatches(Dataset):
 
 def _as_is(batch: Any) -> Any:  # module level, so that worker processes can pickle it
     return batch
-
-
-def collate_dense(items: Sequence[tuple[WeightSpace, torch.Tensor | None]]) -> tuple[WeightSpace, torch.Tensor | None]:
-    """Batch ``(WeightSpace, target)`` items into ``(WeightSpace with B = len(items), targets)``."""
-    ws = WeightSpace.cat([w for w, _ in items])
-    ys = [y for _, y in items]
-    if any(y is None for y in ys):
-        return ws, None
-    return ws, torch.stack(ys)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wspace.coordinates import coordinate_grid
 from wspace.errors import WeightSpaceError
 
 __all__ = [
@@ -306,14 +307,6 @@ def _digits_source() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- INR targets
-def coordinate_grid(resolution: int) -> torch.Tensor:
-    """``[resolution**2, 2]`` pixel-centre coordinates in [-1, 1]^2, row-major, (row, col)
-    order (SIREN's ``get_mgrid``; ``linspace(-1, 1, resolution)`` on both axes)."""
-    lin = torch.linspace(-1.0, 1.0, resolution)
-    rows, cols = torch.meshgrid(lin, lin, indexing="ij")
-    return torch.stack([rows, cols], dim=-1).reshape(-1, 2)
-
-
 def images_to_targets(images: torch.Tensor) -> torch.Tensor:
     """``[..., H, W]`` images in [0, 1] -> ``[..., H*W, 1]`` INR targets in [-1, 1]."""
     return (2.0 * images - 1.0).flatten(-2).unsqueeze(-1)

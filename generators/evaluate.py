@@ -11,7 +11,7 @@ the layout of :mod:`datasets_zoo.train_vectorized`).
 * :func:`best_of_n`: pick one of ``n`` generated networks per task by accuracy on a
   validation split (the task's training samples), report its test accuracy.
 * :func:`retrieval_baseline`: the zoo networks of the most similar training task.
-* :func:`aligned_average`: the aligned average of zoo networks (``generators.baselines``).
+* :func:`aligned_average`: the aligned average of zoo networks (``wspace.audit.baselines``).
 * :func:`steps_to_reach`: first recorded step at which a curve reaches a target.
 """
 from __future__ import annotations
@@ -140,8 +140,8 @@ def retrieval_baseline(zoo, task: str, train_tasks: Sequence[str], k: int = 1, e
 
 def aligned_average(ws: WeightSpace, k: int | None = None) -> WeightSpace:
     """Aligned average of (the first ``k``, clamped to ``len(ws)``) networks of ``ws`` (B = 1):
-    :func:`generators.baselines.aligned_average`."""
-    from .baselines import aligned_average as _aligned_average
+    :func:`wspace.audit.baselines.aligned_average`."""
+    from wspace.audit.baselines import aligned_average as _aligned_average
 
     return _aligned_average(ws, k=None if k is None else min(int(k), len(ws)))
 

@@ -15,8 +15,8 @@ Between them, the optional contrastive pre-alignment of the set encoder with the
 """
 from __future__ import annotations
 
+import functools
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 
 from wspace.errors import WeightSpaceError
 from wspace.io import atomic_write, load_safetensors, save_safetensors
+from wspace.schedules import warmup_cosine_factor
 
 from .conditioning import ShotSampler, contrastive_loss
 from .tokenizer import canonicalize
@@ -101,12 +102,7 @@ def _loader(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int):
 
 
 def _cosine(opt: torch.optim.Optimizer, total: int, warmup: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        p = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * p))
-
+    f = functools.partial(warmup_cosine_factor, total=total, warmup=warmup, floor=0.05)
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, f), "interval": "step"}
 
 
@@ -219,7 +215,7 @@ def fit_pipeline(zoo: Any, out: Path, cfg: dict, *, seed: int = 0, device: str =
     torch.manual_seed(seed)
     trainer = dict(trainer or {})
     if trainer.get("accelerator", "auto") == "auto":  # as `wspace train` does for encoders: device= decides
-        from wspace.tasks.train import trainer_device
+        from wspace.devices import trainer_device
 
         trainer.update(trainer_device(device))
     out.mkdir(parents=True, exist_ok=True)

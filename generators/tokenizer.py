@@ -308,7 +308,7 @@ def canonicalize(ws: WeightSpace, reference: WeightSpace | None = None, iteratio
     """
     from wspace.align import align
 
-    from .baselines import aligned_average
+    from wspace.audit.baselines import aligned_average
 
     g = torch.Generator().manual_seed(seed)
     ref = reference

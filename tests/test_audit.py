@@ -1,4 +1,4 @@
-"""Memorization audit (wspace.audit) and weight baselines (generators.baselines), with planted answers.
+"""Memorization audit (wspace.audit) and weight baselines (wspace.audit.baselines), with planted answers.
 
 A small zoo of independently trained MLPs (64-16-16-5 on digits 0-4, 10 runs x 2
 checkpoints) is trained in-test in about a second; networks trained the same way
@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from datasets_zoo import Zoo, ZooWriter, get_task
-from datasets_zoo.families import family_spec, init_weight_space
+from wspace.families import family_spec, init_weight_space
 from datasets_zoo.train_vectorized import ClassifierData, train_classifiers
-from generators.baselines import (aligned_average, average_baseline, gaussian_baseline, interpolation_baseline,
+from wspace.audit.baselines import (aligned_average, average_baseline, gaussian_baseline, interpolation_baseline,
                                   noise_baseline)
 from wspace import GlobalAvgPool, WeightSpace, WeightSpaceError, spec_from_module
 from wspace.align import align
@@ -66,7 +66,7 @@ def _planted(zoo: WeightSpace, novel: WeightSpace) -> tuple[WeightSpace, list[st
 def test_planted_verdicts(population):
     zoo, runs, novel = population
     gen, expected = _planted(zoo, novel)
-    r = audit(gen, zoo, task=TASK, runs=runs, **FAST)
+    r = audit(gen, zoo, task=get_task(TASK), runs=runs, **FAST)
     assert r.verdicts == expected
     assert r.thresholds.calibrated and r.thresholds.source == "runs"
     m = r.metrics
@@ -98,7 +98,7 @@ def test_planted_verdicts(population):
 def test_accuracy_matches_direct_evaluation(population):
     zoo, runs, novel = population
     task = get_task(TASK)
-    r = audit(novel, zoo, task=TASK, runs=runs, baselines=False, max_reference=4, probe_size=64)
+    r = audit(novel, zoo, task=task, runs=runs, baselines=False, max_reference=4, probe_size=64)
     direct = (novel(task.x_test).argmax(-1) == task.y_test).float().mean(1).double().numpy()
     assert np.allclose(r.metrics["accuracy"], direct)
 
@@ -149,7 +149,7 @@ def test_spec_mismatch_is_a_clear_error(population):
     with pytest.raises(WeightSpaceError, match="different architectures"):
         audit(zoo[:2], zoo, reference=other)
     with pytest.raises(WeightSpaceError, match="5 classes|outputs"):
-        audit(zoo[:2], zoo, task="digits:0-1-2", runs=runs, baselines=False)
+        audit(zoo[:2], zoo, task=get_task("digits:0-1-2"), runs=runs, baselines=False)
 
 
 def test_single_run_zoo_is_not_calibrated_and_reference_calibrates(population):
@@ -242,7 +242,7 @@ def _write(path, ws: WeightSpace, runs: list, prefix: str) -> None:
 
 
 def test_cli_writes_report(population, tmp_path, capsys):
-    from wspace import cli
+    from wspace.commands import cli
 
     zoo, runs, novel = population
     gen, expected = _planted(zoo, novel)

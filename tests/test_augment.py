@@ -48,7 +48,7 @@ def test_function_preserving_transforms(family):
 
 
 def test_siren_bias_shift_math_and_w0_from_spec():
-    from datasets_zoo.families import family_spec, init_weight_space
+    from wspace.families import family_spec, init_weight_space
 
     spec = family_spec("siren", hidden=[16, 16], w0=7.0)
     assert {g: w0 for g, (_, w0) in A.sine_groups(spec).items()} == {0: 7.0, 1: 7.0}

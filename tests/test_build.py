@@ -7,7 +7,7 @@ import torch
 
 from datasets_zoo import build as zoo_build
 from datasets_zoo.build import build_zoo, load_preset, plan_runs
-from datasets_zoo.families import build_family, family_spec, init_weight_space
+from wspace.families import build_family, family_spec, init_weight_space
 from datasets_zoo.format import ZooWriter
 from datasets_zoo.tasks import get_task
 from datasets_zoo.train_vectorized import (
@@ -322,6 +322,8 @@ def test_main_accepts_hydra_config(tmp_path, capsys):
     zoo_cfg = OmegaConf.load(str(zoo_build.resources.files("configs") / "zoo_build" / "zoo" / "digits-tasks.yaml"))
     cfg = OmegaConf.create({"zoo": zoo_cfg, "out": str(tmp_path / "z"), "size": "small", "device": "cpu",
                             "seed": 0, "progress": False})
-    out = zoo_build.main(cfg)
+    from wspace.commands.zoo_build import main as zoo_build_main
+
+    out = zoo_build_main(cfg)
     assert len(Zoo.open(out)) == len(plan_runs(load_preset("digits-tasks", "small"))) * 2
     assert "zoo written to" in capsys.readouterr().out

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 import wspace
-from wspace import cli
+from wspace.commands import cli, info
+from wspace.config import compose_config, config_dir
 from wspace.spec import WeightSpaceSpec, spec_from_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def test_info_override_reaches_target_and_writes_nothing(tmp_path):
     spec = WeightSpaceSpec.from_json(res.stdout)
     # 2->8, 8->8, 8->8, 8->1 with biases
     assert spec.num_params == (2 * 8 + 8) + 2 * (8 * 8 + 8) + (8 + 1) == 177
-    assert spec == spec_from_module(cli.example_module("mlp", 8, 3))
+    assert spec == spec_from_module(info.example_module("mlp", 8, 3))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -130,7 +131,7 @@ def test_unavailable_subcommand_fails_cleanly(monkeypatch, capsys, tmp_path):
         f"wspace ghost: not available in this version of wspace ({wspace.__version__}): "
         "module 'wspace.no_such_module' does not exist"
     )
-    monkeypatch.setitem(cli.SUBCOMMANDS, "ghost", ("info", "wspace.cli:no_such_function", "not written yet"))
+    monkeypatch.setitem(cli.SUBCOMMANDS, "ghost", ("info", "wspace.commands.cli:no_such_function", "not written yet"))
     assert cli.main(["ghost"]) == 2
     assert "has no function 'no_such_function'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
@@ -212,10 +213,10 @@ def test_info_rejects_unknown_arch(capsys, tmp_path, monkeypatch):
     assert "unknown example architecture 'transformer'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arch", cli.EXAMPLE_ARCHS)
+@pytest.mark.parametrize("arch", info.EXAMPLE_ARCHS)
 def test_example_archs_have_specs(arch):
-    spec = spec_from_module(cli.example_module(arch, width=4, depth=2))
-    assert spec.num_params == sum(p.numel() for p in cli.example_module(arch, 4, 2).parameters())
+    spec = spec_from_module(info.example_module(arch, width=4, depth=2))
+    assert spec.num_params == sum(p.numel() for p in info.example_module(arch, 4, 2).parameters())
 
 
 # ----------------------------------------------------------------------------- configs / packaging
@@ -223,7 +224,7 @@ def test_example_archs_have_specs(arch):
 
 @pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
 def test_every_subcommand_config_composes(name):
-    cfg = cli.compose_config(name, return_hydra_config=True)
+    cfg = compose_config(name, return_hydra_config=True)
     config_name = cli.SUBCOMMANDS[name][0]
     assert cfg.hydra.job.name == config_name
     assert cfg.hydra.job.chdir is False
@@ -235,15 +236,15 @@ def test_every_subcommand_config_composes(name):
 
 def test_group_names_do_not_shadow_plain_keys():
     """``zoo=<dir>`` and ``task=<name>`` are plain values outside the subcommand that owns the group."""
-    assert cli.compose_config("train", ["zoo=/tmp/some-zoo"]).zoo == "/tmp/some-zoo"
-    cfg = cli.compose_config("audit", ["zoo=/tmp/z", "task=digits:0-1", "generated=/tmp/g"])
+    assert compose_config("train", ["zoo=/tmp/some-zoo"]).zoo == "/tmp/some-zoo"
+    cfg = compose_config("audit", ["zoo=/tmp/z", "task=digits:0-1", "generated=/tmp/g"])
     assert (cfg.zoo, cfg.task, cfg.generated) == ("/tmp/z", "digits:0-1", "/tmp/g")
-    assert cli.compose_config("sample", ["task=digits"]).task == "digits"
-    assert cli.compose_config("zoo build", ["zoo=digits-mlp"]).zoo.kind
+    assert compose_config("sample", ["task=digits"]).task == "digits"
+    assert compose_config("zoo build", ["zoo=digits-mlp"]).zoo.kind
 
 
 def test_configs_are_the_sibling_package():
-    assert Path(cli.config_dir()) == ROOT / "configs"
+    assert Path(config_dir()) == ROOT / "configs"
 
 
 def test_trainer_default_is_lightning_kwargs():
@@ -251,7 +252,7 @@ def test_trainer_default_is_lightning_kwargs():
 
     import lightning
 
-    cfg = cli.compose_config("train")
+    cfg = compose_config("train")
     accepted = set(inspect.signature(lightning.Trainer.__init__).parameters)
     assert set(cfg.trainer) <= accepted
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from datasets_zoo.families import (
+from wspace.families import (
     INIT_SCHEMES,
     SIREN,
     ZOO_BIAS_VALUE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datasets_zoo.families import family_spec
+from wspace.families import family_spec
 from generators.autoencoders import TokenVAE, masked_mse
 from generators.tokenizer import WeightTokenizer, canonicalize
 from wspace.errors import WeightSpaceError
@@ -169,7 +169,7 @@ def tiny_run(tmp_path_factory):
 
 def test_end_to_end_train_sample_write_reload(tiny_run):
     from datasets_zoo import Zoo
-    from generators.sample import main as sample_main
+    from wspace.commands.sample import main as sample_main
 
     root, zoo, pipe = tiny_run
     assert (root / "run" / "pipeline" / "model_index.json").is_file()
@@ -236,7 +236,7 @@ def test_config_rejects_unknown_keys():
 def test_cli_config_composes():
     from omegaconf import OmegaConf
 
-    from wspace.cli import compose_config
+    from wspace.config import compose_config
 
     for ov in (["generator=d2nwg", "zoo=/z", "out=/o"], ["task=generate", "generator=d2nwg", "zoo=/z", "out=/o"]):
         cfg = compose_config("train", ov)

@@ -2,8 +2,8 @@
 import json
 
 from datasets_zoo import Zoo
-from wspace import cli
-from wspace.quickstart import run_quickstart
+from wspace.commands.quickstart import run_quickstart
+from wspace.config import compose_config
 
 TINY = {"tasks": 8, "seeds": 2, "epochs": 3, "samples_per_task": 2, "finetune_steps": [0, 5],
         "generator": {"vae": {"steps": 10, "batch_size": 16}, "denoiser": {"steps": 10, "batch_size": 16},
@@ -26,5 +26,5 @@ def test_quickstart_writes_zoo_generator_samples_audit_and_summary(tmp_path, cap
 
 
 def test_quickstart_cli_composes_with_defaults():
-    cfg = cli.compose_config("quickstart")
+    cfg = compose_config("quickstart")
     assert cfg.out and cfg.quickstart.samples_per_task >= 1 and cfg.quickstart.generator.vae.steps > 0

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from datasets_zoo import tasks
-from datasets_zoo.tasks import affine_variants, coordinate_grid, get_task, subset_tasks, targets_to_images
+from datasets_zoo.tasks import affine_variants, get_task, subset_tasks, targets_to_images
+from wspace.coordinates import coordinate_grid
 from wspace.errors import WeightSpaceError
 
 
@@ -206,7 +207,7 @@ def test_mnist1d_matches_reference_package_if_installed():
 def test_mnist1d_is_learnable_above_chance():
     from sklearn.linear_model import LogisticRegression
 
-    from datasets_zoo.families import MLPClassifier
+    from wspace.families import MLPClassifier
 
     t = get_task("mnist1d")
     logreg = LogisticRegression(max_iter=500).fit(t.x_train.numpy(), t.y_train.numpy())

@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from datasets_zoo.build import build_zoo  # noqa: E402
-from wspace import cli  # noqa: E402
+from wspace.commands import cli  # noqa: E402
+from wspace.config import compose_config  # noqa: E402
 from wspace.augment import RECIPES  # noqa: E402
 from wspace.errors import WeightSpaceError  # noqa: E402
 from wspace.nn import ENCODERS  # noqa: E402
+from datasets_zoo import ZooDataModule  # noqa: E402
+from wspace.commands.train import fit  # noqa: E402
 from wspace.tasks import (  # noqa: E402
-    GeneralizationPrediction, InrClassification, InrEditing, ZooDataModule, dilate, fit, kendall_tau, r2_score,
+    GeneralizationPrediction, InrClassification, InrEditing, dilate, kendall_tau, r2_score,
 )
-from wspace.tasks.train import main as train_main  # noqa: E402
 
 QUIET = {"enable_progress_bar": False, "log_every_n_steps": 1}
 SMALL = {"hidden": 8}  # every encoder config takes `hidden`: tiny models, fast tests
@@ -173,7 +175,7 @@ def test_inr_editing_learns_through_renders_and_reports_identity_baseline(zoos, 
     assert np.isfinite(m["test/mse"]) and m["test/mse"] > 0
     # identity baseline, recomputed by hand: render each test INR, dilate, compare
     from datasets_zoo import Zoo
-    from datasets_zoo.tasks import coordinate_grid
+    from wspace.coordinates import coordinate_grid
 
     dm = ZooDataModule(Zoo.open(zoos["inr"]), target=None)
     raw = dm.zoo.weights(dm.test.indices)
@@ -242,7 +244,7 @@ def test_every_encoder_config_builds(zoos):
 
     dm = ZooDataModule(zoos["inr"], target="class")
     for name in ("unf", "nfn_np", "nfn_hnp", "dwsnet", "flat_mlp", "statnn", "graph"):
-        enc = cli.compose_config("train", ["task=inr_classification", f"encoder={name}"]).encoder
+        enc = compose_config("train", ["task=inr_classification", f"encoder={name}"]).encoder
         if enc.name not in ENCODERS:
             assert name == "graph"
             continue
@@ -255,22 +257,6 @@ def test_every_encoder_config_builds(zoos):
 def test_graph_encoder_trains(zoos, tmp_path):
     m = fit("generalization", "graph", zoos["cnn"], tmp_path, overrides=["trainer=debug"])
     assert np.isfinite(m["test/mse"])
-
-
-def test_generator_config_delegates_to_generator_training(monkeypatch):
-    import sys
-    import types
-
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.create({"generator": {"name": "x"}, "task": None})
-    fake = types.ModuleType("generators.train")
-    fake.main = lambda c: ("generator", c.generator.name)
-    monkeypatch.setitem(sys.modules, "generators.train", fake)
-    assert train_main(cfg) == ("generator", "x")
-    monkeypatch.setitem(sys.modules, "generators.train", None)  # not installed
-    with pytest.raises(WeightSpaceError, match="generator training not available"):
-        train_main(cfg)
 
 
 def test_fit_with_aligned_mixup_trains_on_soft_labels(zoos, tmp_path):
@@ -296,7 +282,7 @@ def test_fit_with_aligned_mixup_trains_on_soft_labels(zoos, tmp_path):
 
 
 def test_encoder_config_reads_the_encoder_option():
-    from wspace.tasks.train import encoder_config
+    from wspace.commands.train import encoder_config
 
     name, kwargs = encoder_config("nfn_hnp")
     assert name == "nfn" and kwargs["mode"] == "hnp" and kwargs["hidden"] == 32
@@ -354,8 +340,8 @@ def test_time_budget_alone_decays_the_rate_to_zero(zoos, tmp_path):
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_augment_config_builds_its_recipe(zoos, name):
     """Each ``configs/train/augment`` option installs that recipe's train-only hooks."""
-    from wspace.cli import compose_config
-    from wspace.tasks.train import build
+
+    from wspace.commands.train import build
 
     cfg = compose_config("train", ["task=inr_classification", "encoder=statnn", f"augment={name}",
                                    f"zoo={zoos['inr']}", "out=unused"])

@@ -6,7 +6,7 @@ import torch
 
 from datasets_zoo import Zoo, ZooWriter
 from datasets_zoo import format as zfmt
-from datasets_zoo.families import family_spec
+from wspace.families import family_spec
 from wspace import WeightSpace
 from wspace.errors import WeightSpaceError
 from wspace.io import load_safetensors, save_safetensors

@@ -5,6 +5,7 @@ the description of that architecture and its symmetry group
 (:class:`WeightSpaceSpec`), and lossless views of the batch (flat vectors,
 state_dicts, neural graphs in :mod:`wspace.graph`).
 """
+from . import families  # noqa: F401  (the built-in model families register themselves)
 from .errors import WeightSpaceError
 from .modules import GlobalAvgPool, Residual, Sine
 from .space import WeightSpace

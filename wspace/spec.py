@@ -340,11 +340,7 @@ def register_family(name: str) -> Callable[[type], type]:
 
 
 def get_family(name: str) -> Callable[..., nn.Module]:
-    if name not in _FAMILIES:
-        try:  # the zoo families register themselves on import
-            import datasets_zoo.families  # noqa: F401
-        except ImportError:
-            pass
+    # the built-in families (wspace.families) register themselves when `wspace` is imported
     if name not in _FAMILIES:
         raise WeightSpaceError(f"unknown module family '{name}'; known: {sorted(_FAMILIES)}")
     return _FAMILIES[name]

@@ -10,7 +10,7 @@ verdicts), :mod:`.frontier` (accuracy vs novelty against noise), :mod:`.report` 
 Example::
 
     from wspace.audit import audit
-    report = audit(generated_zoo, training_zoo, task="digits:0-1-2-3-4")
+    report = audit(generated_zoo, training_zoo, task=get_task("digits:0-1-2-3-4"))  # datasets_zoo.get_task
     report.verdicts[:5]        # ['novel', 'replica', ...]
     print(report.table())
     report.save("audit_out")   # audit.json, PNG plots, report.html

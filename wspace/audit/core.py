@@ -53,13 +53,9 @@ def _check_spec(ws: WeightSpace, train: WeightSpace, what: str) -> None:
         raise WeightSpaceError(f"{bad} of the {what} networks have non-finite weights")
 
 
-def _resolve_task(task: Any):
-    if task is None:
-        return None
-    if isinstance(task, str):
-        from datasets_zoo.tasks import get_task  # the bundled tasks
-
-        return get_task(task)
+def _check_task(task: Any):
+    if isinstance(task, str):  # names are resolved by the caller (e.g. `wspace audit` uses datasets_zoo.get_task)
+        raise WeightSpaceError(f"task must be a task object (e.g. datasets_zoo.get_task({task!r})), not its name")
     return task
 
 
@@ -175,7 +171,7 @@ def audit(
         generated, training, reference: a :class:`~wspace.WeightSpace` or a
             :class:`datasets_zoo.Zoo` each, one architecture. ``reference`` (optional):
             independently trained models, the best yardstick of novelty.
-        task: a classification task (name such as ``"digits:0-1-2-3-4"`` or a Task) for
+        task: a classification task object (e.g. ``datasets_zoo.get_task("digits:0-1-2-3-4")``) for
             accuracy and behaviour similarity; None: weight-space metrics only.
         runs: run label per training network (default: the zoo records' ``run``); the
             spread of independent solutions compares checkpoints of different runs.
@@ -187,7 +183,7 @@ def audit(
             others for the train-to-train reference and the run spread.
         probe_size, probe_noise: the probe set (noisy test inputs) for agreement/divergence.
         baselines: also audit the trivial baselines, ``n_baseline`` networks each.
-        noise_scales: relative noise scales (default ``generators.baselines.DEFAULT_NOISE_SCALES``).
+        noise_scales: relative noise scales (default ``wspace.audit.baselines.DEFAULT_NOISE_SCALES``).
         average_k: checkpoints per aligned average.
         fallback_noise_scale: noise scale giving the thresholds of an uncalibrated audit.
         replica_factor, quantile, interpolation_ratio: verdict rules (:mod:`.calibrate`).
@@ -201,7 +197,7 @@ def audit(
         WeightSpaceError: architectures differ, empty inputs, non-finite weights, a task
             that is not a classification task or whose class count differs.
     """
-    from generators import baselines as bl  # the baselines live with the generators
+    from . import baselines as bl
 
     log = progress or (lambda msg: None)
     t_start = time.perf_counter()
@@ -212,7 +208,7 @@ def audit(
     ref, ref_rec = (None, None) if reference is None else as_population(reference, "reference")
     if ref is not None:
         _check_spec(ref, train, "reference")
-    task_obj = _resolve_task(task)
+    task_obj = _check_task(task)
     probe = bh.make_probe(task_obj, size=probe_size, noise=probe_noise, seed=seed) if task_obj is not None else None
     run_labels = _runs_of(train_rec, runs, len(train))
     n_runs = 0 if run_labels is None else len(set(run_labels.tolist()))

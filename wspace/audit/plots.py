@@ -4,13 +4,12 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .report import AuditReport
 
+# `r` is an AuditReport (not imported: the report imports this module to save itself)
 __all__ = ["write_plots", "write_html"]
 
 _COLORS = {"generated": "tab:red", "training": "tab:gray", "average": "tab:green", "interpolation": "tab:purple",
@@ -39,7 +38,7 @@ def _finite(a) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def _groups(r: "AuditReport") -> list[tuple[str, dict, str]]:
+def _groups(r: Any) -> list[tuple[str, dict, str]]:
     """(label, metrics, color) of every plotted group, generated last (on top)."""
     out = []
     if r.train_reference is not None:
@@ -57,7 +56,7 @@ def _groups(r: "AuditReport") -> list[tuple[str, dict, str]]:
     return out
 
 
-def _scatter(r: "AuditReport", out: Path) -> Path | None:
+def _scatter(r: Any, out: Path) -> Path | None:
     if "accuracy" not in r.metrics:
         return None
     plt = _plt()
@@ -76,7 +75,7 @@ def _scatter(r: "AuditReport", out: Path) -> Path | None:
     return _save(fig, out / "accuracy_vs_similarity.png")
 
 
-def _histograms(r: "AuditReport", out: Path) -> Path:
+def _histograms(r: Any, out: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, title in ((axes[0], "aligned_distance", "aligned (permutation-matched) L2 to nearest training ckpt"),
@@ -102,7 +101,7 @@ def _histograms(r: "AuditReport", out: Path) -> Path:
     return _save(fig, out / "nearest_distance_hist.png")
 
 
-def _frontier(r: "AuditReport", out: Path) -> Path | None:
+def _frontier(r: Any, out: Path) -> Path | None:
     fr = r.frontier.get("aligned_distance")
     if fr is None:
         return None
@@ -126,7 +125,7 @@ def _frontier(r: "AuditReport", out: Path) -> Path | None:
     return _save(fig, out / "frontier.png")
 
 
-def write_plots(r: "AuditReport", out: Path) -> dict[str, Path]:
+def write_plots(r: Any, out: Path) -> dict[str, Path]:
     """Write every applicable plot into ``out``; returns ``{name: path}``."""
     paths = {"hist": _histograms(r, out)}
     for name, fn in (("scatter", _scatter), ("frontier", _frontier)):
@@ -136,7 +135,7 @@ def write_plots(r: "AuditReport", out: Path) -> dict[str, Path]:
     return paths
 
 
-def write_html(r: "AuditReport", out: Path, images: dict[str, Path]) -> Path:
+def write_html(r: Any, out: Path, images: dict[str, Path]) -> Path:
     """One self-contained ``report.html`` (images embedded as base64)."""
     from ..io import atomic_write
 

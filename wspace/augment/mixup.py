@@ -325,7 +325,7 @@ class MixUpCollate:
     def __init__(self, mixup: MixUp, base_collate: Callable | None = None, num_classes: int | None = None,
                  p: float = 1.0, generator: torch.Generator | int | None = None):
         if base_collate is None:
-            from datasets_zoo.dataset import collate_dense as base_collate  # the dense ZooDataset collate
+            from ..collate import collate_dense as base_collate  # the dense ZooDataset collate
         if not 0.0 <= p <= 1.0:
             raise WeightSpaceError(f"MixUpCollate probability must be in [0, 1], got {p}")
         self.mixup = mixup

@@ -16,16 +16,12 @@ from lightning.pytorch.callbacks import Timer
 import torch
 from torch import nn
 
-from wspace.cli import to_plain as plain  # noqa: F401  (re-exported for the tasks)
+from wspace.config import to_plain as plain  # noqa: F401  (re-exported for the tasks)
 from wspace.errors import WeightSpaceError
+from wspace.schedules import cosine_factor
 from wspace.spec import WeightSpaceSpec
 
 __all__ = ["WeightSpaceTask", "build_encoder", "build_equivariant", "as_spec", "plain", "cosine_factor"]
-
-
-def cosine_factor(progress: float) -> float:
-    """Cosine learning-rate multiplier: 1 at progress 0, 0 at progress 1."""
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def as_spec(spec: WeightSpaceSpec | str) -> WeightSpaceSpec:

@@ -79,7 +79,7 @@ class InrEditing(WeightSpaceTask):
         kw = dict(encoder_kwargs or {})
         kw.update(residual=bool(residual), residual_init=float(residual_init))
         self.encoder, self.dropped_kwargs = build_equivariant(encoder, spec, **kw)
-        from datasets_zoo.tasks import coordinate_grid
+        from wspace.coordinates import coordinate_grid
 
         self.register_buffer("coords", coordinate_grid(int(resolution)), persistent=False)
         self.register_buffer("w_mean", torch.tensor([float(v) for v in weight_mean]), persistent=False)

@@ -13,7 +13,7 @@ rerun with the same ``out`` reuses the zoo and the trained generator.
 
 Python::
 
-    from wspace.quickstart import run_quickstart
+    from wspace.commands.quickstart import run_quickstart
     summary = run_quickstart("wspace-quickstart")
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .errors import WeightSpaceError
+from wspace.errors import WeightSpaceError
 
 __all__ = ["run_quickstart", "main", "DEFAULTS"]
 
@@ -61,13 +61,13 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     """
     from datasets_zoo import Zoo
     from datasets_zoo.build import build_zoo
-    from datasets_zoo.families import init_weight_space
+    from wspace.families import init_weight_space
     from generators.d2nwg import train_d2nwg
     from generators.evaluate import accuracy, finetune_curve
-    from generators.sample import write_samples
+    from .sample import write_samples
 
-    from .audit import audit
-    from .space import WeightSpace
+    from wspace.audit import audit
+    from wspace.space import WeightSpace
 
     c = {**DEFAULTS, **dict(config or {})}
     out = Path(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wspace.cli import to_plain
+from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
 __all__ = ["main", "GENERATORS"]
@@ -31,7 +31,7 @@ def main(cfg: Any):
         raise WeightSpaceError(f"unknown generator '{name}'; available: {list(GENERATORS)}")
     trainer = dict(to_plain(get("trainer")) or {})
     progress = bool(trainer.get("enable_progress_bar", True))
-    from .d2nwg import train_d2nwg
+    from generators.d2nwg import train_d2nwg
 
     pipe = train_d2nwg(str(get("zoo")), str(get("out")), seed=int(get("seed", 0) or 0),
                        device=str(get("device", "cpu") or "cpu"), trainer=trainer, progress=progress, config=gen)

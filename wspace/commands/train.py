@@ -3,7 +3,7 @@
 ``main(cfg)`` is the CLI target (the composed ``configs/train.yaml``); :func:`fit` is
 the same from Python::
 
-    from wspace.tasks import fit
+    from wspace.commands.train import fit
     metrics = fit("generalization", "nfn_hnp", "zoos/digits-cnn", "runs/gen-hnp",
                   trainer={"max_epochs": 20}, lr=3e-4)
 
@@ -15,7 +15,6 @@ the best checkpoint, plus run facts). Rerunning with the same ``out`` resumes fr
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -25,15 +24,15 @@ from typing import Any, Callable, Mapping, Sequence
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from datasets_zoo import Zoo
+from datasets_zoo.datamodule import ZooDataModule
+from wspace.config import compose_config, group_options
+from wspace.config import to_plain as plain
+from wspace.devices import trainer_device
 from wspace.errors import WeightSpaceError
+from wspace.tasks import GeneralizationPrediction, InrClassification, InrEditing
 
-from .base import plain
-from .datamodule import ZooDataModule
-from .generalization import GeneralizationPrediction
-from .inr_classification import InrClassification
-from .inr_editing import InrEditing
-
-__all__ = ["TASKS", "main", "run", "fit", "trainer_device"]
+__all__ = ["TASKS", "main", "run", "fit", "build", "augment_from_config", "encoder_config"]
 
 TASKS = {
     "inr_classification": InrClassification,
@@ -43,36 +42,13 @@ TASKS = {
 
 
 def _options(group: str) -> list[str]:
-    from wspace.cli import config_dir
-
-    where = config_dir()
-    if where.startswith("pkg://"):
-        return []
-    return sorted(p.stem for p in (Path(where) / "train" / group).glob("*.yaml"))
+    return group_options("train", group)
 
 
 def encoder_config(name: str) -> tuple[str, dict[str, Any]]:
     """A ``configs/train/encoder`` option -> (``wspace.nn.ENCODERS`` key, constructor kwargs)."""
-    from wspace.cli import compose_config
-
     enc = compose_config("train", [f"encoder={name}"]).encoder
     return str(enc.name), plain(enc.get("kwargs") or {})
-
-
-def trainer_device(device: str | None) -> dict[str, Any]:
-    """Lightning ``accelerator`` / ``devices`` for a torch device string (``cpu``, ``cuda:1``, ``mps``)."""
-    import torch
-
-    dev = torch.device(str(device or "cpu"))
-    if dev.type == "cpu":
-        return {"accelerator": "cpu", "devices": 1}
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise WeightSpaceError(f"device={device} but CUDA is not available here (use device=cpu)")
-        return {"accelerator": "gpu", "devices": [dev.index] if dev.index is not None else 1}
-    if dev.type == "mps":
-        return {"accelerator": "mps", "devices": 1}
-    raise WeightSpaceError(f"unsupported device '{device}' (use cpu, cuda, cuda:<n> or mps)")
 
 
 class _SaveOnInterrupt(Callback):
@@ -92,15 +68,9 @@ class _SaveOnInterrupt(Callback):
 def main(cfg: Any) -> dict | Any:
     """The ``wspace train`` target: generator training if ``generator=`` is set, else :func:`run`."""
     if cfg.get("generator") is not None:
-        try:
-            mod = importlib.import_module("generators.train")
-        except ModuleNotFoundError as e:
-            if e.name in ("generators", "generators.train"):
-                raise WeightSpaceError("generator training not available (no generators.train module)") from None
-            raise
-        if not callable(getattr(mod, "main", None)):
-            raise WeightSpaceError("generator training not available (generators.train has no main)")
-        return mod.main(cfg)
+        from .train_generator import main as train_generator
+
+        return train_generator(cfg)
     return run(cfg)
 
 
@@ -271,9 +241,6 @@ def fit(task: str, encoder: str, zoo: Any, out: str | os.PathLike, *, seed: int 
     ``augment=lambda dm: (None, MixUpCollate(MixUp(align="weight_matching"), num_classes=dm.num_classes))``.
     """
     from omegaconf import OmegaConf, open_dict
-
-    from datasets_zoo import Zoo
-    from wspace.cli import compose_config
 
     cfg = compose_config("train", [f"task={task}", f"encoder={encoder}", f"seed={int(seed)}", *overrides])
     with open_dict(cfg):

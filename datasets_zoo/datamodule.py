@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from datasets_zoo import Zoo, ZooDataset
-from datasets_zoo.dataset import WeightStats
+from .dataset import WeightStats, ZooDataset
+from .zoo import Zoo
 from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec

@@ -8,7 +8,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..errors import WeightSpaceError
+from datasets_zoo import Zoo, get_task
+from wspace.audit import audit
+from wspace.errors import WeightSpaceError
 
 __all__ = ["main"]
 
@@ -16,9 +18,7 @@ _OPTIONAL = {"shortlist": int, "exact": bool, "max_reference": int, "n_baseline"
              "probe_noise": float, "keep": int}
 
 
-def _open(path: Any, what: str):
-    from datasets_zoo import Zoo
-
+def _open(path: Any, what: str) -> Zoo:
     if path is None or str(path) == "":
         raise WeightSpaceError(f"{what}= must name a zoo directory")
     return Zoo.open(str(path))
@@ -26,11 +26,9 @@ def _open(path: Any, what: str):
 
 def main(cfg: Any) -> Any:
     """Run the audit described by ``cfg`` (keys generated, zoo, task, reference, out, seed)."""
-    from .core import audit
-
     gen, train = _open(cfg.generated, "generated"), _open(cfg.zoo, "zoo")
     ref = _open(cfg.reference, "reference") if cfg.get("reference") else None
-    task = cfg.get("task") or None
+    task = get_task(str(cfg.task)) if cfg.get("task") else None
     kwargs = {k: t(cfg[k]) for k, t in _OPTIONAL.items() if cfg.get(k) is not None}
     report = audit(gen, train, task=task, reference=ref, seed=int(cfg.get("seed", 0) or 0),
                    progress=lambda msg: print(f"[audit] {msg}", file=sys.stderr, flush=True), **kwargs)

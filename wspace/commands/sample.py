@@ -19,7 +19,7 @@ __all__ = ["main", "load_pipeline", "write_samples"]
 
 def load_pipeline(checkpoint: str | Path, device: str = "cpu"):
     """The generator pipeline stored at ``checkpoint`` (or at ``checkpoint/pipeline``)."""
-    from .d2nwg import MODEL_INDEX, D2NWG
+    from generators.d2nwg import MODEL_INDEX, D2NWG
 
     d = Path(checkpoint)
     if not (d / MODEL_INDEX).is_file() and (d / "pipeline" / MODEL_INDEX).is_file():
@@ -38,7 +38,7 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
     from datasets_zoo.format import ZooWriter
     from datasets_zoo.tasks import get_task
 
-    from .evaluate import accuracy
+    from generators.evaluate import accuracy
 
     out = Path(out)
     if (out / "zoo.json").exists():

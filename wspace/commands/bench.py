@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import WeightSpaceError
+from wspace.errors import WeightSpaceError
 
 __all__ = ["main", "benchmark_dir", "available"]
 
 
 def benchmark_dir(where: str | None = None) -> Path:
     """The ``benchmarks/`` directory: ``where``, else ``./benchmarks``, else the checkout's."""
-    candidates = [Path(where)] if where else [Path("benchmarks"), Path(__file__).resolve().parent.parent / "benchmarks"]
+    candidates = [Path(where)] if where else [Path("benchmarks"), Path(__file__).resolve().parents[2] / "benchmarks"]
     for d in candidates:
         if d.is_dir() and any(d.glob("*.py")):
             return d
