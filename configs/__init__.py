@@ -1,9 +1,9 @@
 """Hydra configs of the ``wspace`` command, shipped as package data.
 
-One primary config per subcommand (``<name>.yaml``, e.g. ``zoo_build.yaml``), shared
-settings in ``_base.yaml``, and option groups in sub-directories (``zoo/``,
-``encoder/``, ``generator/``, ``task/``, ``trainer/``, ``audit/``). The CLI finds
-them as ``pkg://configs``, so the same files serve the source tree and an installed
-copy. Sub-directories need no ``__init__.py``: every ``*.yaml`` below this
-directory is packaged.
+One folder per subcommand: ``<name>/<name>.yaml`` is its primary config (e.g.
+``zoo_build/zoo_build.yaml``) and the sub-folders beside it are its option groups
+(``zoo_build/zoo/``, ``train/encoder/``, ``train/generator/``, ``train/task/``,
+``train/trainer/``, ``train/augment/``). Settings shared by every subcommand are in
+``common/_base.yaml``. Sub-directories need no ``__init__.py``: every ``*.yaml`` below
+this directory is packaged.
 """

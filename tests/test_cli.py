@@ -231,7 +231,7 @@ def test_every_subcommand_config_composes(name):
     assert cfg.hydra.help.app_name == f"wspace {name}"
     assert cfg.hydra.help.header.startswith(f"wspace {name}: ")
     assert "seed" in cfg and "device" in cfg
-    assert (ROOT / "configs" / f"{config_name}.yaml").is_file()
+    assert (ROOT / "configs" / config_name / f"{config_name}.yaml").is_file()
 
 
 def test_group_names_do_not_shadow_plain_keys():
@@ -279,7 +279,7 @@ def test_yaml_configs_parse():
     assert len(files) >= 9
     for f in files:
         yaml.safe_load(f.read_text())
-    base = yaml.safe_load((ROOT / "configs" / "_base.yaml").read_text())
+    base = yaml.safe_load((ROOT / "configs" / "common" / "_base.yaml").read_text())
     assert base["hydra"]["job"]["chdir"] is False
     assert "WSPACE_HOME" in base["hydra"]["run"]["dir"]
 

@@ -2,7 +2,8 @@
 and composing a subcommand's config without running it.
 
 The configs are the ``configs`` package installed next to ``wspace`` (same layout in the
-source tree and in site-packages). They are addressed by directory rather than as
+source tree and in site-packages): ``configs/<subcommand>/<subcommand>.yaml`` with the
+subcommand's option groups beside it, and ``configs/common/_base.yaml`` shared by all. They are addressed by directory rather than as
 ``pkg://configs`` so that a user's own ``configs/`` folder in the working directory (on
 ``sys.path`` under ``python -m wspace``) cannot shadow them.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["to_plain", "config_dir", "group_root", "with_group_root", "config_name", "compose_config",
+__all__ = ["to_plain", "config_dir", "app_config_path", "with_common", "config_name", "compose_config",
            "group_options"]
+
+COMMON = "common"  # configs/common/: settings shared by every subcommand (_base.yaml)
 
 
 def to_plain(x: Any) -> Any:
@@ -30,9 +33,9 @@ def to_plain(x: Any) -> Any:
 
 
 def config_dir() -> str:
-    """Where the subcommands' Hydra configs live: the ``configs`` package beside ``wspace``."""
+    """Where the ``configs`` package lives: beside ``wspace`` (``pkg://configs`` for unusual installs)."""
     sibling = Path(__file__).resolve().parent.parent / "configs"
-    if (sibling / "_base.yaml").is_file():
+    if (sibling / COMMON / "_base.yaml").is_file():
         return str(sibling)
     return "pkg://configs"  # unusual installs (e.g. zipped): let importlib find the package
 
@@ -42,30 +45,32 @@ def config_name(subcommand: str) -> str:
     return "_".join(subcommand.split())
 
 
-def group_root(name: str) -> str | None:
-    """Search-path entry holding the config groups of one subcommand's config, if any.
-
-    Each subcommand's groups live in ``configs/<config_name>/<group>/`` rather than at the
-    top level, so a group of one subcommand never collides with a plain key of another:
-    ``zoo=<preset>`` picks a preset for ``wspace zoo build`` while ``zoo=<dir>`` is a
-    path for ``wspace train`` and ``wspace audit``.
-    """
+def _entry(folder: str) -> str:
+    """Search-path entry of ``configs/<folder>`` (a directory, or a module for ``pkg://``)."""
     where = config_dir()
-    if where.startswith("pkg://"):
-        return f"{where}.{name}"
-    sub = Path(where) / name
-    return sub.as_uri() if sub.is_dir() else None
+    return f"{where}.{folder}" if where.startswith("pkg://") else str(Path(where) / folder)
 
 
-def with_group_root(name: str, args: Sequence[str]) -> list[str]:
-    """``args`` with the group root of config ``name`` on Hydra's search path.
+def app_config_path(name: str) -> str:
+    """The folder of one subcommand's configs: ``configs/<config_name>/``.
 
-    A user's own ``hydra.searchpath=[...]`` keeps its entries (searched first) and
-    gains the group root at the end, instead of replacing it.
+    It holds the primary config ``<config_name>.yaml`` and the subcommand's option groups
+    (``configs/train/encoder/``, ...). Each subcommand searches only its own folder (plus
+    the shared ``configs/common/``), so its ``--help`` lists only its own groups and a
+    group of one subcommand never collides with a plain key of another: ``zoo=<preset>``
+    picks a preset for ``wspace zoo build`` while ``zoo=<dir>`` is a path for ``wspace train``.
     """
-    root = group_root(name)
-    if root is None:
-        return list(args)
+    return _entry(config_name(name))
+
+
+def with_common(args: Sequence[str]) -> list[str]:
+    """``args`` with the shared ``configs/common/`` (``_base.yaml``) on Hydra's search path.
+
+    A user's own ``hydra.searchpath=[...]`` keeps its entries (searched first) and gains
+    the shared folder at the end, instead of replacing it.
+    """
+    common = _entry(COMMON)
+    root = common if common.startswith("pkg://") else Path(common).as_uri()
     out, merged = [], False
     for a in args:
         key, sep, value = a.partition("=")
@@ -73,7 +78,13 @@ def with_group_root(name: str, args: Sequence[str]) -> list[str]:
             inner = value[1:-1].strip()
             a, merged = f"{key}=[{inner + ',' if inner else ''}{root}]", True
         out.append(a)
-    return out if merged else [f"hydra.searchpath=[{root}]", *out]
+    if merged:
+        return out
+    # placed beside the user's own overrides (the first `key=value`): Hydra's argparse reads one
+    # contiguous run of overrides, so a lone override before a flag such as `-m` or `--cfg job`
+    # would leave the overrides after that flag unrecognized
+    at = next((i for i, a in enumerate(out) if "=" in a and not a.startswith("-")), len(out))
+    return [*out[:at], f"hydra.searchpath=[{root}]", *out[at:]]
 
 
 def group_options(name: str, group: str) -> list[str]:
@@ -98,11 +109,10 @@ def compose_config(name: str, overrides: Sequence[str] = (), return_hydra_config
     """
     from hydra import compose, initialize_config_dir, initialize_config_module
 
-    cname = config_name(name)
-    where = config_dir()
+    where = app_config_path(name)
     if where.startswith("pkg://"):
         ctx = initialize_config_module(config_module=where[len("pkg://") :], version_base=None)
     else:
         ctx = initialize_config_dir(config_dir=where, version_base=None)
     with ctx:
-        return compose(cname, overrides=with_group_root(cname, overrides), return_hydra_config=return_hydra_config)
+        return compose(config_name(name), overrides=with_common(overrides), return_hydra_config=return_hydra_config)

@@ -2,14 +2,9 @@
 
 ``wspace <subcommand> [hydra overrides]``, e.g. ``wspace zoo build zoo=<preset> out=/tmp/z``
 or ``wspace train -m trainer.max_epochs=5,10 ...``. :data:`SUBCOMMANDS` maps each
-subcommand to its primary config (``configs/<config_name>.yaml``), the
-``module:function`` that implements it, and a one-line help. The function receives the
-composed ``DictConfig`` (without the ``hydra`` node).
-
-The configs are the ``configs`` package installed next to ``wspace`` (same layout in
-the source tree and in site-packages). They are addressed by directory rather than as
-``pkg://configs`` so that a user's own ``configs/`` folder in the working directory
-(on ``sys.path`` under ``python -m wspace``) cannot shadow them.
+subcommand to its primary config (``configs/<config_name>/<config_name>.yaml``, see
+:mod:`wspace.config`), the ``module:function`` that implements it, and a one-line help.
+The function receives the composed ``DictConfig`` (without the ``hydra`` node).
 
 A subcommand whose implementation is not part of this version (its module does not
 exist) fails with a one-line message and exit code 2, before Hydra creates anything.
@@ -22,7 +17,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from wspace.config import config_dir, with_group_root
+from wspace.config import app_config_path, with_common
 
 # name (words after `wspace`) -> (primary config, implementation "module:function", help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -180,9 +175,9 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
     import hydra
     from hydra.errors import HydraException
 
-    app = hydra.main(version_base=None, config_path=config_dir(), config_name=config_name)(_make_task(name, fn))
+    app = hydra.main(version_base=None, config_path=app_config_path(config_name), config_name=config_name)(_make_task(name, fn))
     saved = sys.argv
-    sys.argv = [f"wspace {name}", *with_group_root(config_name, args)]  # Hydra parses sys.argv; argv[0] names the program in its messages
+    sys.argv = [f"wspace {name}", *with_common(args)]  # Hydra parses sys.argv; argv[0] names the program in its messages
     try:
         app()
     except HydraException as e:  # Hydra reports run-time errors itself; this catches --help's composition errors
