@@ -183,6 +183,9 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
     except HydraException as e:  # Hydra reports run-time errors itself; this catches --help's composition errors
         print(f"wspace {name}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `wspace train --help | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         sys.argv = saved
     return 0
