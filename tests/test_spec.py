@@ -123,3 +123,47 @@ def test_same_space_ignores_dropout_rate():
     assert sa != sb and sa.same_space(sb) and sa.fingerprint == sb.fingerprint
     ws = WeightSpace.cat([WeightSpace.from_module(a), WeightSpace.from_module(b, spec=sb)])
     assert len(ws) == 2
+
+
+# Fingerprints and JSON bytes computed with the single-file wspace/spec.py, before it became
+# the wspace/spec/ package: the split (and any later refactor) must leave them unchanged, or
+# every saved zoo and checkpoint would stop matching its spec.
+PINNED = {  # name: (fingerprint, sha256(to_json())[:16])
+    "mlp": ("d44628f7b5245dfd", "2f7efd0577de1522"),
+    "mlp_nobias": ("ad80b251d13e72f3", "153f7852f46a6569"),
+    "cnn2d": ("0965a0b4cedb2623", "b95d942aeeabd672"),
+    "cnn1d": ("a0ce44fcf208d0a9", "833b76588c930e77"),
+    "siren": ("9ca472360d321fe3", "40200cd50c8aad14"),
+    "res_mlp": ("b53f236939d28738", "f31fc77afa2e0e34"),
+    "res_cnn": ("71b2efcf0f980658", "c5faac6908f51afa"),
+}
+PINNED_FAMILIES = {  # registered families: the family label and kwargs are in the JSON, not the fingerprint
+    "mlp": ({}, "c81efaf3df4c9153", "1f5cea21893d6a07"),
+    "small_cnn": ({}, "a6baab5c41d4c95e", "4cedf8cbcff03fb7"),
+    "siren": ({}, "e4b9b5dc557236fb", "86e3b4a4ee2a13f8"),
+    "small_cnn_1d": ({"dims": 1, "dropout": 0.1}, "45f8888fe1627cfb", "5fd4f0493ad71402"),
+}
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_fingerprint_and_json_are_pinned(name):
+    spec = spec_from_module(make(name, 1)[0][0])
+    assert (spec.fingerprint, _sha(spec.to_json())) == PINNED[name]
+    assert WeightSpaceSpec.from_json(spec.to_json()).to_json() == spec.to_json()
+
+
+@pytest.mark.parametrize("name", list(PINNED_FAMILIES))
+def test_family_fingerprint_and_json_are_pinned(name):
+    from wspace.spec import get_family
+
+    kwargs, fp, sha = PINNED_FAMILIES[name]
+    spec = spec_from_module(get_family(name.replace("_1d", ""))(**kwargs))
+    assert (spec.fingerprint, _sha(spec.to_json())) == (fp, sha)
+    rebuilt = spec_from_module(spec.build_module())
+    assert rebuilt.to_json() == spec.to_json()
