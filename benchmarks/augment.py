@@ -8,7 +8,7 @@
     encoder training step on the same batch is shown for scale.
 (b) INR classification test accuracy (digits-inr, mean +- std over seeds) for each
     encoder (``--encoders``, default nfn_hnp unf statnn) and augmentation recipe of
-    ``wspace.augment.RECIPES`` (``--methods``; default: no augmentation, each family alone,
+    ``configs/train/augment`` (``--methods``; default: no augmentation, each family alone,
     naive / random-permutation / aligned Mixup with and without sign- or phase-canonical
     alignment, and the combinations), at 100% and 10% of the training INRs, then the
     issue's targets (best aligned Mixup against none and naive, best combination against
@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 import wspace.augment as A  # noqa: E402
+from wspace.config import group_options  # noqa: E402
 from wspace.families import family_spec, init_weight_space  # noqa: E402
 from wspace.io import atomic_write  # noqa: E402
 from _timing import best_time  # noqa: E402  (benchmarks/ is on sys.path)
@@ -99,11 +100,11 @@ def bench_throughput(batch: int = 64, repeat: int = 5) -> list[dict]:
         "alignment to the reference every call")
 
     # for scale: one encoder training step on the same batch
-    from wspace.nn import ENCODERS
+    from wspace.nn import NFN, UNF
 
-    for enc_name, kw in (("unf", {}), ("nfn", {"mode": "hnp"})):
+    for enc_name, cls, kw in (("unf", UNF, {}), ("nfn", NFN, {"mode": "hnp"})):
         try:
-            enc = ENCODERS[enc_name](spec, out_features=10, **kw)
+            enc = cls(spec, 10, **kw)
         except Exception as e:  # an encoder that cannot take this spec: skip the reference row
             print(f"  (skipping {enc_name} step: {e})")
             continue
@@ -156,7 +157,7 @@ def bench_alignment_quality(zoo_path: Path, n_pairs: int = 256, resolution: int 
 # ---------------------------------------------------------------------------- (b)
 STUDY_METHODS = ("none", "symmetry", "data_agnostic", "inr_input", "mixup_naive", "mixup_random_perm",
                  "mixup_aligned", "mixup_aligned_signs", "mixup_aligned_phases", "symmetry_inr",
-                 "symmetry_inr_mixup", "symmetry_mixup", "symmetry_data_agnostic")  # recipes of wspace.augment.RECIPES
+                 "symmetry_inr_mixup", "symmetry_mixup", "symmetry_data_agnostic")  # options of configs/train/augment
 ALIGNED = ("mixup_aligned", "mixup_aligned_signs", "mixup_aligned_phases")  # alignment-based Mixup variants
 COMBINATIONS = ("symmetry_inr", "symmetry_inr_mixup", "symmetry_mixup", "symmetry_data_agnostic",
                 "combo")  # recipes that combine families
@@ -198,9 +199,8 @@ def run_one(zoo, encoder: str, method: str, seed: int, epochs: int, budget_s: fl
     warnings.filterwarnings("ignore", module="lightning")
     L.seed_everything(seed, workers=True, verbose=False)
     dm = ZooDataModule(zoo, target="class", batch_size=batch_size, normalize=True)
-    dm.set_augmentation(*augment_from_config({"name": method}, seed=seed)(dm))  # as `wspace train augment=<method>`
-    enc_name, enc_kw = encoder_config(encoder)
-    module = InrClassification.from_datamodule(dm, encoder=enc_name, encoder_kwargs=enc_kw, lr=lr, scheduler="cosine")
+    dm.set_augmentation(*augment_from_config(method, seed=seed)(dm))  # as `wspace train augment=<method>`
+    module = InrClassification.from_datamodule(dm, encoder=encoder_config(encoder), lr=lr, scheduler="cosine")
     keep = KeepBest()
     trainer = L.Trainer(max_epochs=epochs, max_time={"seconds": budget_s}, accelerator="cpu", devices=1,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -385,7 +385,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="(b) max epochs per run (default 40; quick 1)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="(b) seeds (default 0 1 2; quick 0)")
     ap.add_argument("--encoders", nargs="+", default=None, help="(b) encoders (default nfn_hnp unf statnn)")
-    ap.add_argument("--methods", nargs="+", default=None, choices=list(A.RECIPES),
+    ap.add_argument("--methods", nargs="+", default=None, choices=group_options("train", "augment"),
                     help=f"(b) augmentation recipes (default: {' '.join(STUDY_METHODS)})")
     ap.add_argument("--fractions", type=float, nargs="+", default=None, help="(b) train fractions (default 1 0.1)")
     ap.add_argument("--batch-size", type=int, default=64)

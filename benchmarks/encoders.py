@@ -8,8 +8,8 @@
                                                           # one long run (the 30-minute target)
 
 Full zoos: ``wspace zoo build zoo=digits-inr out=zoos/digits-inr`` (and ``digits-cnn``,
-``digits-mlp``). Encoders: flat_mlp, statnn, dwsnet, nfn_np, nfn_hnp, unf (and graph
-when ``wspace.nn.ENCODERS`` has it), each with its ``configs/train/encoder`` settings.
+``digits-mlp``). Encoders: flat_mlp, statnn, dwsnet, nfn_np, nfn_hnp, unf, graph, each
+with its ``configs/train/encoder`` settings (an option that does not exist is skipped).
 
 Tasks (``--tasks``), each through :func:`wspace.tasks.fit` (the ``wspace train`` code path):
 
@@ -61,10 +61,10 @@ import torch  # noqa: E402
 
 from datasets_zoo.build import build_zoo  # noqa: E402
 from wspace.errors import WeightSpaceError  # noqa: E402
-from wspace.nn import ENCODERS, EQUIVARIANT_ENCODERS  # noqa: E402
+from wspace.config import group_options  # noqa: E402
+from wspace.nn import build_encoder, encoder_class  # noqa: E402
 from datasets_zoo import ZooDataModule  # noqa: E402
 from wspace.commands.train import fit  # noqa: E402
-from wspace.tasks.base import build_encoder  # noqa: E402
 from wspace.commands.train import encoder_config as train_encoder_config  # noqa: E402
 
 ENCODER_CONFIGS = ("flat_mlp", "statnn", "dwsnet", "nfn_np", "nfn_hnp", "unf", "graph")
@@ -89,20 +89,24 @@ PUBLISHED_INR_THROUGHPUT = {"dwsnet": (16, 270.0), "nfn_hnp": (32, 170.0)}
 HIDDEN: dict = {}  # --hidden: an override of every encoder's `hidden` (quick mode: small models)
 
 
-def encoder_config(name: str) -> tuple[str, dict]:
-    """The encoder option's (registry name, kwargs), with this run's width override."""
-    enc, kwargs = train_encoder_config(name)
-    return enc, {**kwargs, **HIDDEN}
+def encoder_config(name: str) -> dict:
+    """The encoder option's config (``_target_`` + options), with this run's width override."""
+    return {**train_encoder_config(name), **HIDDEN}
+
+
+def has_equivariant(name: str) -> bool:
+    """Whether the encoder option's class names a weight -> weight counterpart."""
+    return encoder_class(encoder_config(name)["_target_"]).equivariant is not None
 
 
 def available_encoders(requested: list[str]) -> list[str]:
+    options = group_options("train", "encoder")
     out = []
     for e in requested:
-        name, _ = encoder_config(e)
-        if name in ENCODERS:
+        if e in options:
             out.append(e)
         else:
-            print(f"  (skipping encoder '{e}': ENCODERS has no '{name}')")
+            print(f"  (skipping encoder '{e}': no configs/train/encoder/{e}.yaml)")
     return out
 
 
@@ -133,9 +137,9 @@ def efficiency(enc: str, dm: ZooDataModule, out_features: int, device: torch.dev
                batch: int = 64, width: int | None = None) -> dict:
     """Parameters, train-step throughput (nets/s) and peak memory of one encoder on one
     architecture (``width`` overrides its ``hidden``)."""
-    name, kwargs = encoder_config(enc)
+    config = encoder_config(enc)
     if width is not None:
-        kwargs = {**kwargs, "hidden": width}
+        config = {**config, "hidden": width}
     pos = torch.arange(batch) % len(dm.train)
     ws = dm.train.weights(pos.numpy()).to(device)
     y = torch.randn(batch, out_features, device=device)
@@ -146,7 +150,7 @@ def efficiency(enc: str, dm: ZooDataModule, out_features: int, device: torch.dev
         base = torch.cuda.memory_allocated(device)
     else:
         base = _reset_cpu_peak()
-    model = build_encoder(name, dm.spec, out_features, **kwargs).to(device)
+    model = build_encoder(config, dm.spec, out_features).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
@@ -344,8 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key in args.tasks:
         task, zk, _, _ = TASKS[key]
         for enc in encoders:
-            name, _ = encoder_config(enc)
-            if task == "inr_editing" and name not in EQUIVARIANT_ENCODERS:
+            if task == "inr_editing" and not has_equivariant(enc):
                 continue
             for seed in range(args.first_seed, args.first_seed + seeds):
                 out = runs_dir / key / enc / f"seed{seed}"
@@ -371,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
         "meta": {"quick": args.quick, "budget_s": budget, "augment": args.augment, "seeds": seeds, "device": str(device),
                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
                  "torch": torch.__version__, "hidden_override": hidden, "threads": torch.get_num_threads(), "zoos": zoo_meta,
-                 "encoders": {e: dict(zip(("name", "kwargs"), encoder_config(e))) for e in encoders},
+                 "encoders": {e: encoder_config(e) for e in encoders},
                  "total_s": round(time.perf_counter() - t_all, 1)},
         "summary": summary, "efficiency": eff, "ceiling": ceiling, "vs_published": published, "runs": runs,
     }

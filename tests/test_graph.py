@@ -1,12 +1,12 @@
 import pytest
 import torch
 from torch import nn
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from nets import FAMILIES, make
 from wspace import WeightSpace, WeightSpaceError
-from wspace.graph import clear_cache, from_graph, graph_layout, to_graph
+from wspace.graph import NeuralGraph, clear_cache, from_graph, graph_layout, to_graph
 from wspace.modules import Residual
 from wspace.symmetry import permute, random_permutation
 
@@ -112,7 +112,7 @@ def _reference(ws: WeightSpace, kshape: tuple) -> Batch:
                 e_layer.append(-1)
                 e_type.append(1)
         cols = list(zip(*nodes))
-        datas.append(Data(
+        datas.append(NeuralGraph(
             x=torch.tensor(cols[0], dtype=ws.dtype).reshape(-1, 1),
             edge_index=torch.tensor([src, dst]),
             edge_attr=torch.stack(attr),
@@ -281,3 +281,43 @@ def test_mismatched_spec_raises():
         to_graph(a, max_kernel=3)
     with pytest.raises(WeightSpaceError, match="dims"):
         to_graph(cnn, max_kernel=(3,))
+
+
+# ------------------------------------------------------------- the Data subclass
+def test_graphs_are_neural_graph_data_with_their_own_batching_rules():
+    ws = _ws("res_cnn", n=3)
+    g = to_graph(ws)
+    assert isinstance(g, Batch) and isinstance(g, NeuralGraph)
+    datas = g.to_data_list()
+    assert all(type(d) is NeuralGraph for d in datas)
+    d = datas[0]
+    lay = graph_layout(ws.spec)
+    # edge indices are offset by the nodes before them; per-network index attributes are not
+    assert d.__inc__("edge_index", d.edge_index) == lay.num_nodes
+    for k in ("node_layer", "node_type", "node_pos", "node_group", "edge_layer", "edge_type", "kernel_shape"):
+        assert d.__inc__(k, d[k]) == 0, k
+        assert d.__cat_dim__(k, d[k]) == 0, k
+    assert d.__cat_dim__("edge_index", d.edge_index) == -1
+    batch = Batch.from_data_list(datas[::-1])
+    E = lay.num_edges
+    assert torch.equal(batch.edge_index[:, 2 * E:], d.edge_index + 2 * lay.num_nodes)  # d is the third graph now
+    assert torch.equal(batch.edge_layer, lay.edge_layer.repeat(3))  # layer indices stay per network
+    assert batch.kernel_shape.shape == (3, 2)
+
+
+def test_mixed_architectures_batch_and_split_back_exactly():
+    """Batch.from_data_list over graphs of several architectures (one kernel width),
+    interleaved; from_graph per spec recovers every network exactly."""
+    names = ["mlp", "cnn2d", "res_cnn", "res_mlp", "odd_kernels"]
+    wss = {n: _ws(n, n=2, seed=i) for i, n in enumerate(names)}
+    per = {n: to_graph(w, max_kernel=(5, 5)).to_data_list() for n, w in wss.items()}
+    order = [(n, b) for b in range(2) for n in names]  # interleaved: mlp0, cnn0, ..., mlp1, cnn1, ...
+    mixed = Batch.from_data_list([per[n][b] for n, b in order])
+    assert mixed.num_graphs == len(order) and mixed.edge_attr.shape[1] == 25
+    assert int(mixed.edge_index.max()) == mixed.num_nodes - 1
+    for n, w in wss.items():
+        idx = [i for i, (m, _) in enumerate(order) if m == n]
+        back = from_graph(Batch.from_data_list(mixed[idx]), w.spec)
+        assert _equal_ws(back, w), n
+        for i, b in zip(idx, range(2)):
+            assert _equal_ws(from_graph(mixed[i], w.spec), w[b]), (n, b)

@@ -13,7 +13,7 @@ from torch_geometric.utils import scatter
 
 from wspace import WeightSpace, WeightSpaceError, spec_from_module
 from wspace.graph import to_graph
-from wspace.nn import ENCODERS, EQUIVARIANT_ENCODERS, EquivariantNeuralGraphEncoder, NeuralGraphConv, NeuralGraphEncoder
+from wspace.nn import EquivariantNeuralGraphEncoder, NeuralGraphConv, NeuralGraphEncoder
 from wspace.nn.aggregation import FastAggregation, scatter_max, scatter_mean, scatter_sum
 from wspace.symmetry import permute, random_permutation
 
@@ -157,7 +157,7 @@ def test_mixed_with_a_spec_and_errors():
 def test_gradients_and_defaults():
     ws = WeightSpace.from_modules(make("res_cnn", 4)[0])
     enc = NeuralGraphEncoder(ws.spec, out_features=3)
-    assert ENCODERS["graph"] is NeuralGraphEncoder and EQUIVARIANT_ENCODERS["graph"] is EquivariantNeuralGraphEncoder
+    assert NeuralGraphEncoder.equivariant is EquivariantNeuralGraphEncoder
     ws_in = ws.map(lambda t: t.clone().requires_grad_(True))
     loss = enc(ws_in).square().sum()
     loss.backward()

@@ -10,10 +10,9 @@ import torch
 
 from datasets_zoo.build import build_zoo  # noqa: E402
 from wspace.commands import cli  # noqa: E402
-from wspace.config import compose_config  # noqa: E402
-from wspace.augment import RECIPES  # noqa: E402
+from wspace.config import compose_config, group_options  # noqa: E402
 from wspace.errors import WeightSpaceError  # noqa: E402
-from wspace.nn import ENCODERS  # noqa: E402
+from wspace.nn import Encoder, build_encoder  # noqa: E402
 from datasets_zoo import ZooDataModule  # noqa: E402
 from wspace.commands.train import fit  # noqa: E402
 from wspace.tasks import (  # noqa: E402
@@ -213,7 +212,7 @@ def test_interrupted_training_resumes_from_last_checkpoint(zoos, tmp_path):
 def test_cli_train_smoke_run_writes_metrics(zoos, tmp_path, capsys):
     out = tmp_path / "run"
     rc = cli.main(["train", "task=generalization", "encoder=statnn", f"zoo={zoos['cnn']}", f"out={out}",
-                   "trainer=debug", "encoder.kwargs.hidden=8"])
+                   "trainer=debug", "encoder.hidden=8"])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["task"] == "generalization" and m["global_step"] == 1 and np.isfinite(m["test/mse"])
@@ -230,6 +229,32 @@ def test_cli_train_bad_zoo_and_missing_encoder_fail_cleanly(tmp_path, capsys):
     assert e.value.code == 1 and "encoder=<name>" in capsys.readouterr().err
 
 
+def test_task_configs_name_their_module_and_generate_means_a_generator(tmp_path, capsys):
+    from wspace.commands.train import task_class
+    from wspace.tasks import WeightSpaceTask
+
+    for name in group_options("train", "task"):
+        task = compose_config("train", [f"task={name}"]).task
+        if name == "generate":  # generator training: no task module, wspace train dispatches on generator=
+            assert "_target_" not in task and task.name == "generate"
+            with pytest.raises(WeightSpaceError, match="generator=<name>"):
+                task_class(task)
+            continue
+        assert issubclass(task_class(task), WeightSpaceTask) and task.name == name
+    cfg = compose_config("train", ["generator=d2nwg"])  # the generator configs select task generate
+    assert cfg.task.name == "generate" and cfg.generator is not None
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "task=generate", f"zoo={tmp_path}", f"out={tmp_path / 'o'}"])
+    assert e.value.code == 1 and "generator=<name>" in capsys.readouterr().err
+    with pytest.raises(WeightSpaceError, match="not a wspace.tasks.WeightSpaceTask"):
+        task_class({"_target_": "torch.nn.Linear"})
+
+
+def test_bad_task_option_is_a_clear_error(zoos, tmp_path):
+    with pytest.raises(WeightSpaceError, match=r"inr_classification.*bad options.*label_smothing"):
+        fit("inr_classification", "statnn", zoos["inr"], tmp_path, trainer=QUIET, label_smothing=0.1)
+
+
 def test_cli_help_lists_tasks_and_encoders(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
@@ -240,20 +265,17 @@ def test_cli_help_lists_tasks_and_encoders(capsys):
 
 
 def test_every_encoder_config_builds(zoos):
-    from wspace.tasks.base import build_encoder
-
     dm = ZooDataModule(zoos["inr"], target="class")
-    for name in ("unf", "nfn_np", "nfn_hnp", "dwsnet", "flat_mlp", "statnn", "graph"):
+    options = group_options("train", "encoder")
+    assert set(options) >= {"unf", "nfn_np", "nfn_hnp", "dwsnet", "flat_mlp", "statnn", "graph"}
+    ws, _ = next(iter(dm.val_dataloader()))
+    for name in options:
         enc = compose_config("train", ["task=inr_classification", f"encoder={name}"]).encoder
-        if enc.name not in ENCODERS:
-            assert name == "graph"
-            continue
-        model = build_encoder(enc.name, dm.spec, 10, **dict(enc.kwargs))
-        ws, _ = next(iter(dm.val_dataloader()))
+        model = build_encoder(enc, dm.spec, 10)
+        assert isinstance(model, Encoder) and type(model).__module__.startswith("wspace.nn")
         assert model(ws).shape == (len(ws), 10)
 
 
-@pytest.mark.skipif("graph" not in ENCODERS, reason="graph encoder not registered")
 def test_graph_encoder_trains(zoos, tmp_path):
     m = fit("generalization", "graph", zoos["cnn"], tmp_path, overrides=["trainer=debug"])
     assert np.isfinite(m["test/mse"])
@@ -284,8 +306,11 @@ def test_fit_with_aligned_mixup_trains_on_soft_labels(zoos, tmp_path):
 def test_encoder_config_reads_the_encoder_option():
     from wspace.commands.train import encoder_config
 
-    name, kwargs = encoder_config("nfn_hnp")
-    assert name == "nfn" and kwargs["mode"] == "hnp" and kwargs["hidden"] == 32
+    config = encoder_config("nfn_hnp")
+    assert config == {"_target_": "wspace.nn.NFN", "mode": "hnp", "hidden": 32, "layers": 3, "head_hidden": 128,
+                      "head_layers": 2}
+    with pytest.raises(WeightSpaceError, match="unknown encoder 'nfn'.*nfn_hnp.*unf"):
+        encoder_config("nfn")
 
 
 # --------------------------------------------------------------------------- schedule
@@ -337,7 +362,7 @@ def test_time_budget_alone_decays_the_rate_to_zero(zoos, tmp_path):
 
 
 # --------------------------------------------------------------------------- augment=<recipe>
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", group_options("train", "augment"))
 def test_every_augment_config_builds_its_recipe(zoos, name):
     """Each ``configs/train/augment`` option installs that recipe's train-only hooks."""
 
@@ -369,13 +394,15 @@ def test_every_augment_config_builds_its_recipe(zoos, name):
 
 def test_cli_train_with_augment_option_runs(zoos, tmp_path, capsys):
     rc = cli.main(["train", "task=inr_classification", "encoder=statnn", f"zoo={zoos['inr']}", f"out={tmp_path}",
-                   "augment=combo", "trainer=debug", "encoder.kwargs.hidden=8"])
+                   "augment=combo", "trainer=debug", "encoder.hidden=8"])
     assert rc == 0 and json.loads((tmp_path / "metrics.json").read_text())["test/acc"] >= 0.0
     assert "augment" in (tmp_path / "config.yaml").read_text()
 
 
 def test_unknown_augment_recipe_is_a_clear_error():
-    from wspace.augment import recipe
+    from wspace.commands.train import augment_from_config
 
     with pytest.raises(WeightSpaceError, match="unknown augmentation recipe 'mixupp'.*mixup_aligned"):
-        recipe("mixupp")
+        augment_from_config("mixupp")
+    with pytest.raises(WeightSpaceError, match="_target_"):
+        augment_from_config({"name": "mixup_aligned"})  # the old spelling: no _target_

@@ -1,6 +1,7 @@
 """Neural-graph view of a :class:`WeightSpace` (Neural Graphs, Kofinas et al. 2024).
 
-``to_graph(ws)`` turns B networks into one ``torch_geometric.data.Batch`` of B graphs:
+``to_graph(ws)`` turns B networks into one ``torch_geometric.data.Batch`` of B
+:class:`NeuralGraph` s (a ``Data`` subclass that carries its own batching rules):
 
 * one node per neuron: the network inputs, then the output neurons of each
   parametric layer in ``spec.layers`` order (a conv channel is one neuron). A
@@ -23,21 +24,22 @@
   shape, so that ``from_graph`` can undo the padding.
 
 Everything is a gather through index buffers cached per spec (:func:`graph_layout`);
-no Python step per network, neuron or edge. The structural tensors (``edge_index``,
-the ``node_*`` / ``edge_*`` types, ``batch``, ``ptr``, ``kernel_shape``) are also
-memoized per batch size and shared between calls: treat them as read-only (only
-``x`` and ``edge_attr`` are new tensors on each call). The returned ``Batch`` carries the same
-``_slice_dict`` / ``_inc_dict`` as ``Batch.from_data_list`` would give, so
-``to_data_list()``, ``batch[i]`` and ``DataLoader`` re-batching work, and graphs of
-different specs mix with ``Batch.from_data_list`` when built with one ``max_kernel``.
+no Python step per neuron or edge. The structure of a batch (``edge_index``, the
+``node_*`` / ``edge_*`` attributes, ``batch``, ``ptr``, ``kernel_shape``) is batched once
+per batch size by PyG itself (``Batch.from_data_list`` of structure-only
+:class:`NeuralGraph` s, :meth:`GraphLayout.template`), memoized and shared between
+calls: treat it as read-only (only ``x`` and ``edge_attr`` are new tensors on each
+call). So ``to_data_list()``, ``batch[i]`` and ``DataLoader`` re-batching work, and graphs
+of different specs mix with ``Batch.from_data_list`` when built with one ``max_kernel``.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 from torch_geometric.data import Batch, Data
@@ -47,8 +49,8 @@ from .space import WeightSpace
 from .spec import Op, WeightSpaceSpec
 
 __all__ = [
-    "GraphLayout", "graph_layout", "to_graph", "from_graph", "clear_cache",
-    "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_WEIGHT", "EDGE_RESIDUAL",
+    "NeuralGraph", "GraphLayout", "graph_layout", "to_graph", "from_graph", "clear_cache", "kernel_map",
+    "normalize_kernel", "NODE_INPUT", "NODE_HIDDEN", "NODE_OUTPUT", "EDGE_WEIGHT", "EDGE_RESIDUAL",
 ]
 
 NODE_INPUT, NODE_HIDDEN, NODE_OUTPUT = 0, 1, 2
@@ -57,10 +59,40 @@ EDGE_WEIGHT, EDGE_RESIDUAL = 0, 1
 KernelArg = Union[int, Sequence[int], None]
 
 # Node- and edge-level attributes, in the order they are stored on each graph.
-# None of the names contains "index" or "batch": PyG would increment those when batching.
 _NODE_KEYS = ("node_layer", "node_type", "node_pos", "node_group")
 _EDGE_KEYS = ("edge_layer", "edge_type")
-_BATCHED_CACHE = 2  # (batch size, device) structures kept per layout: a full and a last, partial batch
+_BATCHED_CACHE = 4  # (batch size, device) templates kept per layout: train / eval batches and their last, partial ones
+
+
+class NeuralGraph(Data):
+    """One network's neural graph (see the module docstring), with its own batching rules.
+
+    Attributes: ``x`` ``[N, 1]`` (biases), ``edge_index`` ``[2, E]``, ``edge_attr``
+    ``[E, K]`` (padded kernels), node attributes ``node_layer`` / ``node_type`` /
+    ``node_pos`` / ``node_group`` ``[N]``, edge attributes ``edge_layer`` / ``edge_type``
+    ``[E]`` and the graph-level ``kernel_shape`` ``[1, d]``.
+
+    Batching (``Batch.from_data_list``, PyG ``DataLoader``): ``edge_index`` is offset by
+    the number of nodes of the graphs before it and concatenated along its last axis;
+    every other attribute is concatenated along its first axis and never offset: the
+    layer, type, position and group attributes are indices *within* their own network
+    (layer ``l`` of graph 2 stays ``l``), and ``kernel_shape`` stacks to ``[B, d]``.
+    Graphs of different architectures batch together when they share one ``K``.
+    """
+
+    def __inc__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key == "edge_index":
+            return self.num_nodes
+        if key in _NODE_KEYS or key in _EDGE_KEYS or key in ("x", "edge_attr", "kernel_shape"):
+            return 0
+        return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if key == "edge_index":
+            return -1
+        if key in _NODE_KEYS or key in _EDGE_KEYS or key in ("x", "edge_attr", "kernel_shape"):
+            return 0
+        return super().__cat_dim__(key, value, *args, **kwargs)
 
 
 @dataclass(eq=False)
@@ -101,7 +133,7 @@ class GraphLayout:
     edge_gather: torch.Tensor
     inverse: torch.Tensor
     _on_device: dict = field(default_factory=dict, repr=False)
-    _batched: "OrderedDict[tuple[int, str], dict]" = field(default_factory=OrderedDict, repr=False)
+    _batched: "OrderedDict[tuple[int, str], Batch]" = field(default_factory=OrderedDict, repr=False)
 
     @property
     def kernel_size(self) -> int:
@@ -116,41 +148,33 @@ class GraphLayout:
             self._on_device[key] = {n: getattr(self, n).to(device) for n in names}
         return self._on_device[key]
 
-    def batched(self, batch_size: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """The structure of ``batch_size`` graphs: ``edge_index`` offset per graph, the
-        node / edge attributes tiled, ``batch``, ``ptr``, ``kernel_shape``, and the
-        ``_slice_dict`` / ``_inc_dict`` tensors that ``Batch.from_data_list`` would make.
+    def graph(self, device: torch.device | str = "cpu") -> NeuralGraph:
+        """The structure of one network's graph on ``device``: a :class:`NeuralGraph` whose
+        ``x`` ``[N, 0]`` and ``edge_attr`` ``[E, 0]`` are empty placeholders (no values)."""
+        t = self.tensors(device)
+        return NeuralGraph(
+            x=t["node_gather"].new_empty(self.num_nodes, 0, dtype=torch.float32), edge_index=t["edge_index"],
+            edge_attr=t["edge_index"].new_empty(self.num_edges, 0, dtype=torch.float32),
+            **{k: t[k] for k in _NODE_KEYS + _EDGE_KEYS},
+            kernel_shape=torch.tensor(self.kernel_shape, dtype=torch.long, device=device).reshape(1, -1),
+        )
 
-        Memoized for the last few (batch size, device) pairs: writing these tensors
-        takes most of ``to_graph``'s time, and they only depend on the spec. The
-        graphs of ``to_graph`` share them, so treat them as read-only.
+    def template(self, batch_size: int, device: torch.device | str) -> Batch:
+        """The structure of ``batch_size`` graphs, batched by PyG (``Batch.from_data_list`` of
+        :meth:`graph`): ``edge_index`` offset per graph, the node / edge attributes tiled,
+        ``batch``, ``ptr``, ``kernel_shape`` ``[B, d]``; ``x`` / ``edge_attr`` are empty
+        placeholders that :func:`to_graph` replaces (on a shallow copy).
+
+        Memoized for the last few (batch size, device) pairs: building it takes most of
+        ``to_graph``'s time, and it only depends on the spec. The graphs of ``to_graph``
+        share its tensors, so treat them as read-only.
         """
         key = (int(batch_size), str(torch.device(device)))
         if key in self._batched:
             self._batched.move_to_end(key)
             return self._batched[key]
-        B, N, E, d = key[0], self.num_nodes, self.num_edges, len(self.kernel_shape)
-        t = self.tensors(device)
-        graphs = torch.arange(B, device=device)
-        out = {"edge_index": (t["edge_index"][:, None, :] + (graphs * N)[None, :, None]).reshape(2, B * E)}
-        for k in _NODE_KEYS + _EDGE_KEYS:
-            out[k] = t[k].repeat(B)
-        kshape = torch.tensor(self.kernel_shape, dtype=torch.long, device=device)
-        out["kernel_shape"] = kshape.reshape(1, d).repeat(B, 1)
-        out["batch"] = graphs.repeat_interleave(N)
-        out["ptr"] = torch.arange(B + 1, device=device) * N
-        # What collate records (on the CPU, as collate makes them): slices = cumulative
-        # sizes along the cat dim; incs = what was added to each graph's values.
-        ar = torch.arange(B + 1)
-        node_sl, edge_sl = ar * N, ar * E
-        slices = {"x": node_sl, "edge_index": edge_sl, "edge_attr": edge_sl}
-        slices.update({k: node_sl for k in _NODE_KEYS})
-        slices.update({k: edge_sl for k in _EDGE_KEYS})
-        slices["kernel_shape"] = ar
-        zeros = torch.zeros(B, dtype=torch.long)
-        incs = {k: zeros for k in slices}
-        incs["edge_index"] = ar[:-1] * N
-        out["_slices"], out["_incs"] = slices, incs
+        one = self.graph(device)
+        out = Batch.from_data_list([copy.copy(one) for _ in range(key[0])])
         self._batched[key] = out
         while len(self._batched) > _BATCHED_CACHE:
             self._batched.popitem(last=False)
@@ -162,7 +186,7 @@ def _conv_dims(spec: WeightSpaceSpec) -> int:
     return max((len(l.kernel) for l in spec.layers), default=0)
 
 
-def _normalize_kernel(spec: WeightSpaceSpec, max_kernel: KernelArg) -> tuple[int, ...]:
+def normalize_kernel(spec: WeightSpaceSpec, max_kernel: KernelArg) -> tuple[int, ...]:
     """The padded kernel shape: the elementwise largest kernel, or ``max_kernel``."""
     d = _conv_dims(spec)
     convs = [l.kernel for l in spec.layers if l.kernel]
@@ -187,7 +211,7 @@ def _normalize_kernel(spec: WeightSpaceSpec, max_kernel: KernelArg) -> tuple[int
     return shape
 
 
-def _kernel_map(kernel: tuple[int, ...], padded: tuple[int, ...]) -> torch.Tensor:
+def kernel_map(kernel: tuple[int, ...], padded: tuple[int, ...]) -> torch.Tensor:
     """``[prod(padded)]``: for each padded position, the flat position in ``kernel``
     (centered inside ``padded``) or -1. A linear layer (``kernel == ()``) is 1x1."""
     kernel = kernel or (1,) * len(padded)
@@ -257,7 +281,7 @@ def _build_layout(spec: WeightSpaceSpec, kshape: tuple[int, ...]) -> GraphLayout
         src.append(starts[l.index] + torch.arange(i).repeat(o))
         e_layer.append(torch.full((o * i,), l.index))
         e_type.append(torch.full((o * i,), EDGE_WEIGHT))
-        kmap = _kernel_map(l.kernel, kshape)
+        kmap = kernel_map(l.kernel, kshape)
         numel_k = math.prod(l.kernel)
         base = offsets[l.weight] + torch.arange(o * i) * numel_k
         g = base[:, None] + kmap[None, :]
@@ -267,7 +291,7 @@ def _build_layout(spec: WeightSpaceSpec, kshape: tuple[int, ...]) -> GraphLayout
 
     links: list[tuple[int, int]] = []
     _residual_links(spec.program, 0, links)
-    center = _kernel_map((), kshape)  # identity kernel = 1x1 kernel of value 1 at the center
+    center = kernel_map((), kshape)  # identity kernel = 1x1 kernel of value 1 at the center
     ident = torch.where(center >= 0, torch.full_like(center, ONE), torch.full_like(center, ZERO))
     for a, b in links:
         n = sizes[a]
@@ -306,7 +330,7 @@ def graph_layout(spec: WeightSpaceSpec, max_kernel: KernelArg = None) -> GraphLa
     ``(k,) * d`` for ``d``-dimensional convolutions); default: the elementwise largest
     kernel of the spec, ``()`` (``K = 1``) for MLPs.
     """
-    return _build_layout(spec, _normalize_kernel(spec, max_kernel))
+    return _build_layout(spec, normalize_kernel(spec, max_kernel))
 
 
 def clear_cache() -> None:
@@ -333,28 +357,24 @@ def to_graph(ws: WeightSpace, *, max_kernel: KernelArg = None) -> Batch:
     x = flat_ext.index_select(1, t["node_gather"]).reshape(B * N, 1)
     edge_attr = flat_ext.index_select(1, t["edge_gather"].reshape(-1)).reshape(B * E, K)
 
-    st = lay.batched(B, dev)
-    out = Batch(x=x, edge_index=st["edge_index"], edge_attr=edge_attr, **{k: st[k] for k in _NODE_KEYS + _EDGE_KEYS},
-                kernel_shape=st["kernel_shape"], batch=st["batch"], ptr=st["ptr"])
-    out._slice_dict = dict(st["_slices"])
-    out._inc_dict = dict(st["_incs"])
-    out._num_graphs = B
+    out = copy.copy(lay.template(B, dev))  # PyG's own batching of B structure-only graphs
+    out.x, out.edge_attr = x, edge_attr
     return out
 
 
 def _kernel_shape_of(graph: Data, spec: WeightSpaceSpec, max_kernel: KernelArg, B: int) -> tuple[int, ...]:
     ks = getattr(graph, "kernel_shape", None)
     if ks is None:
-        return _normalize_kernel(spec, max_kernel)
+        return normalize_kernel(spec, max_kernel)
     if B == 0 or ks.numel() % B:
         raise WeightSpaceError(f"graph has kernel_shape {tuple(ks.shape)} for {B} graph(s); expected [B, d]")
     ks = ks.reshape(B, -1) if ks.numel() else ks.reshape(B, 0)
     if not bool((ks == ks[:1]).all()):
         raise WeightSpaceError("the graphs have different kernel_shape; from_graph needs graphs of one spec")
     shape = tuple(ks[0].tolist())
-    if max_kernel is not None and _normalize_kernel(spec, max_kernel) != shape:
+    if max_kernel is not None and normalize_kernel(spec, max_kernel) != shape:
         raise WeightSpaceError(f"max_kernel {max_kernel} disagrees with the graphs' kernel_shape {shape}")
-    return _normalize_kernel(spec, shape)
+    return normalize_kernel(spec, shape)
 
 
 def from_graph(graph: Batch | Data, spec: WeightSpaceSpec, *, max_kernel: KernelArg = None) -> WeightSpace:
@@ -383,14 +403,15 @@ def from_graph(graph: Batch | Data, spec: WeightSpaceSpec, *, max_kernel: Kernel
             f"network(s), but {want} (edge_attr [B*{E}, {K}])"
         )
     t = lay.tensors(x.device)
-    st = lay.batched(B, edge_index.device)
+    st = lay.template(B, edge_index.device)
     # Same counts are not enough (another spec may match them): check the structure too
     # (free when the tensors are still the ones to_graph handed out).
     for k in _NODE_KEYS + _EDGE_KEYS + ("edge_index",):
         v = getattr(graph, k, None)
-        if v is None or v is st[k]:
+        ref = st[k]
+        if v is None or v is ref:
             continue
-        if tuple(v.shape) != tuple(st[k].shape) or not torch.equal(v, st[k].to(v.device)):
+        if tuple(v.shape) != tuple(ref.shape) or not torch.equal(v, ref.to(v.device)):
             what = "edges (edge_index) do" if k == "edge_index" else f"attribute '{k}' does"
             raise WeightSpaceError(f"graph {what} not match the layout of {spec!r} (reordered, or another spec?)")
     feats = torch.cat([edge_attr.reshape(B, E * K), x.reshape(B, N).to(edge_attr.dtype)], dim=1)

@@ -16,8 +16,9 @@ network, seeded with ``generator=<int | torch.Generator | None>``; they plug int
 * Mixup (:mod:`.mixup`): :class:`MixUp` (naive / random-permutation / weight-matching /
   reference alignment, weights-only labels), :class:`MixUpCollate`, :class:`WithIndex`,
   :class:`ReferenceAligner`, :class:`PairAlignmentCache`, :func:`mix_labels`;
-* named recipes (:mod:`.recipes`): :func:`recipe` builds the (transform, Mixup) pair that
-  ``wspace train augment=<name>`` uses.
+* recipes (:mod:`.recipes`): functions building the (transform, Mixup) pairs that
+  ``wspace train augment=<name>`` uses (each ``configs/train/augment/<name>.yaml``
+  names one with ``_target_``, e.g. ``wspace.augment.recipes.mixup``, and sets its options).
 
 Example::
 
@@ -31,7 +32,7 @@ from .data_agnostic import GaussianNoise, QuantileZeroing, WeightDropout
 from .function_preserving import RandomPermutation, RandomScaling, RandomSignFlip, SirenBiasShift, sine_groups
 from .inr import RandomRotation, RandomScale, RandomTranslation, inr_affine, rotation_matrix
 from .mixup import MixUp, MixUpCollate, PairAlignmentCache, ReferenceAligner, WithIndex, mix_labels
-from .recipes import RECIPES, recipe
+from . import recipes
 
 __all__ = [
     "Transform", "Compose", "RandomApply", "RandomChoice", "Denormalized", "Lambda", "make_generator",
@@ -40,5 +41,5 @@ __all__ = [
     "GaussianNoise", "WeightDropout", "QuantileZeroing",
     "inr_affine", "RandomRotation", "RandomScale", "RandomTranslation", "rotation_matrix",
     "MixUp", "MixUpCollate", "PairAlignmentCache", "ReferenceAligner", "WithIndex", "mix_labels",
-    "RECIPES", "recipe",
+    "recipes",
 ]

@@ -6,6 +6,10 @@ the same from Python::
     from wspace.commands.train import fit
     metrics = fit("generalization", "nfn_hnp", "zoos/digits-cnn", "runs/gen-hnp",
                   trainer={"max_epochs": 20}, lr=3e-4)
+    fit("inr_classification", {"_target_": "mypkg.MyEncoder", "width": 8}, "zoos/digits-inr", "runs/mine")
+
+The task, encoder and augmentation are chosen by their configs' ``_target_``
+(``configs/train/{task,encoder,augment}/<name>.yaml``); see :func:`build`.
 
 Outputs under ``out``: ``checkpoints/`` (``last.ckpt`` every epoch, the best one by
 the task's monitored validation metric), ``logs/version_*/metrics.csv`` (CSV
@@ -30,25 +34,50 @@ from wspace.config import compose_config, group_options
 from wspace.config import to_plain as plain
 from wspace.devices import trainer_device
 from wspace.errors import WeightSpaceError
-from wspace.tasks import GeneralizationPrediction, InrClassification, InrEditing
+from wspace.tasks import WeightSpaceTask, resolve_encoder
 
-__all__ = ["TASKS", "main", "run", "fit", "build", "augment_from_config", "encoder_config"]
+__all__ = ["DATA_KEYS", "RUN_KEYS", "main", "run", "fit", "build", "augment_from_config", "encoder_config",
+           "task_class"]
 
-TASKS = {
-    "inr_classification": InrClassification,
-    "generalization": GeneralizationPrediction,
-    "inr_editing": InrEditing,
-}
+#: keys of a ``configs/train/task`` node read by the data module
+DATA_KEYS = ("target", "split_by", "split_seed", "filter", "spec_id", "batch_size", "eval_batch_size", "num_workers")
+#: keys of a ``configs/train/task`` node read by the run (label, early stopping, time cap)
+RUN_KEYS = ("name", "description", "patience", "monitor", "mode", "max_time")
 
 
 def _options(group: str) -> list[str]:
     return group_options("train", group)
 
 
-def encoder_config(name: str) -> tuple[str, dict[str, Any]]:
-    """A ``configs/train/encoder`` option -> (``wspace.nn.ENCODERS`` key, constructor kwargs)."""
-    enc = compose_config("train", [f"encoder={name}"]).encoder
-    return str(enc.name), plain(enc.get("kwargs") or {})
+def encoder_config(encoder: str | Mapping[str, Any]) -> dict[str, Any]:
+    """A ``configs/train/encoder`` option (or a config mapping) -> its config: a plain dict
+    with ``_target_`` (the encoder class) and the constructor options."""
+    return resolve_encoder(encoder)
+
+
+def task_class(task: Mapping[str, Any]) -> type[WeightSpaceTask]:
+    """The :class:`~wspace.tasks.WeightSpaceTask` subclass a ``configs/train/task`` node names with ``_target_``."""
+    from hydra.utils import get_class
+
+    target = task.get("_target_")
+    if not isinstance(target, str):
+        if task.get("name") == "generate":
+            raise WeightSpaceError("task=generate trains a weight generator: add generator=<name> "
+                                   f"(available: {', '.join(_options('generator'))})")
+        raise WeightSpaceError(f"task '{task.get('name', '?')}' has no _target_ (the task's LightningModule class); "
+                               f"available tasks: {', '.join(_options('task'))}")
+    try:
+        cls = get_class(target)
+    except Exception as e:
+        raise WeightSpaceError(f"task _target_ '{target}' does not name an importable class "
+                               f"({str(e).splitlines()[0]})") from e
+    if not (isinstance(cls, type) and issubclass(cls, WeightSpaceTask)):
+        raise WeightSpaceError(f"task _target_ '{target}' is not a wspace.tasks.WeightSpaceTask subclass")
+    return cls
+
+
+def _task_label(task: Mapping[str, Any]) -> str:
+    return str(task.get("name") or str(task.get("_target_", "?")).rsplit(".", 1)[-1])
 
 
 class _SaveOnInterrupt(Callback):
@@ -76,32 +105,48 @@ def main(cfg: Any) -> dict | Any:
 
 def _task_and_encoder(cfg: Any) -> tuple[Any, Any]:
     task = cfg.get("task")
-    if not isinstance(task, Mapping) or "name" not in task:
+    if not isinstance(task, Mapping) or ("name" not in task and "_target_" not in task):
         raise WeightSpaceError(f"pick a task with task=<name> (available: {', '.join(_options('task'))})")
-    if task["name"] not in TASKS:
-        raise WeightSpaceError(f"unknown task '{task['name']}' (available: {', '.join(TASKS)})")
+    task_class(task)
     enc = cfg.get("encoder")
-    if not isinstance(enc, Mapping) or "name" not in enc:
-        raise WeightSpaceError(f"task '{task['name']}' needs an encoder: encoder=<name> "
+    if not isinstance(enc, Mapping) or "_target_" not in enc:
+        raise WeightSpaceError(f"task '{_task_label(task)}' needs an encoder: encoder=<name> "
                                f"(available: {', '.join(_options('encoder'))})")
     return task, enc
 
 
-def augment_from_config(aug: Mapping[str, Any], seed: int = 0) -> Callable[[ZooDataModule], tuple[Any, Any]]:
-    """A ``configs/train/augment`` option (``name`` of a :data:`wspace.augment.RECIPES`
-    recipe + ``kwargs``) -> ``augment(dm) -> (transform, collate)`` for :func:`build`."""
-    from wspace.augment import MixUpCollate, recipe
+def augment_from_config(aug: str | Mapping[str, Any], seed: int = 0) -> Callable[[ZooDataModule], tuple[Any, Any]]:
+    """A ``configs/train/augment`` option (its name, or its node: ``_target_`` = a recipe
+    function of :mod:`wspace.augment.recipes` or any callable of the same signature, plus
+    its options) -> ``augment(dm) -> (transform, collate)`` for :func:`build`."""
+    from hydra.utils import instantiate
 
-    if not isinstance(aug, Mapping) or "name" not in aug:
-        raise WeightSpaceError(f"augment must name a recipe (augment=<name>, options: {', '.join(_options('augment'))})")
-    name, kwargs = str(aug["name"]), plain(aug.get("kwargs") or {})
+    from wspace.augment import MixUpCollate
+
+    if isinstance(aug, str):
+        if aug not in _options("augment"):
+            raise WeightSpaceError(f"unknown augmentation recipe '{aug}' (available: {', '.join(_options('augment'))})")
+        aug = compose_config("train", [f"augment={aug}"]).augment
+    if not isinstance(aug, Mapping) or not isinstance(aug.get("_target_"), str):
+        raise WeightSpaceError("augment must name a recipe with _target_ (augment=<name>, options: "
+                               f"{', '.join(_options('augment'))})")
+    node = plain(aug)
+    try:
+        recipe = instantiate(node, _partial_=True)
+    except Exception as e:
+        raise WeightSpaceError(f"augment _target_ '{node['_target_']}' cannot be resolved "
+                               f"({str(e).splitlines()[0]})") from e
 
     def hooks(dm: ZooDataModule) -> tuple[Any, Any]:
         try:
             k = dm.num_classes
         except WeightSpaceError:  # a regression target: Mixup mixes the values themselves
             k = None
-        transform, mixup = recipe(name, stats=dm.stats, num_classes=k, seed=seed, **kwargs)
+        try:
+            transform, mixup = recipe(stats=dm.stats, num_classes=k, seed=seed)
+        except TypeError as e:
+            raise WeightSpaceError(f"augment {node['_target_']}: bad options "
+                                   f"{sorted(set(node) - {'_target_'})}: {e}") from e
         collate = None if mixup is None else MixUpCollate(mixup, num_classes=k, generator=seed)
         return transform, collate
 
@@ -112,6 +157,9 @@ def build(cfg: Any, zoo: Any = None, augment: Callable[[ZooDataModule], tuple[An
           ) -> tuple[ZooDataModule, Any]:
     """The data module and the task module that ``cfg`` describes (seeded with ``cfg.seed``).
 
+    ``cfg.task._target_`` names the task class (built with its ``from_datamodule``, the
+    task node's keys other than :data:`DATA_KEYS` and :data:`RUN_KEYS` as options) and
+    ``cfg.encoder`` is the encoder config it builds its encoder from.
     ``augment(dm) -> (transform, collate)`` (either may be None) sets the data module's
     train-only hooks once it exists, so transforms can use ``dm.stats`` (e.g.
     :class:`wspace.augment.Denormalized`) and Mixup can use ``dm.num_classes``.
@@ -119,6 +167,7 @@ def build(cfg: Any, zoo: Any = None, augment: Callable[[ZooDataModule], tuple[An
     import lightning as L
 
     task, enc = _task_and_encoder(cfg)
+    cls = task_class(task)
     L.seed_everything(int(cfg.get("seed", 0)), workers=True, verbose=False)
     dm = ZooDataModule(
         zoo if zoo is not None else cfg.get("zoo"), target=task.get("target"), batch_size=int(task.get("batch_size", 64)),
@@ -130,11 +179,12 @@ def build(cfg: Any, zoo: Any = None, augment: Callable[[ZooDataModule], tuple[An
         augment = augment_from_config(cfg.augment, seed=int(cfg.get("seed", 0)))
     if augment is not None:
         dm.set_augmentation(*augment(dm))
-    module = TASKS[task["name"]].from_datamodule(
-        dm, encoder=str(enc["name"]), encoder_kwargs=plain(enc.get("kwargs") or {}), lr=float(task.get("lr", 1e-3)),
-        weight_decay=float(task.get("weight_decay", 0.0)), scheduler=task.get("scheduler", "cosine"),
-        **plain(task.get("options") or {}),
-    )
+    options = {k: v for k, v in plain(task).items() if k not in DATA_KEYS + RUN_KEYS + ("_target_",)}
+    try:
+        module = cls.from_datamodule(dm, encoder=plain(enc), **options)
+    except TypeError as e:
+        raise WeightSpaceError(f"task '{_task_label(task)}' ({cls.__qualname__}): bad options {sorted(options)}: "
+                               f"{e}") from e
     return dm, module
 
 
@@ -170,7 +220,8 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     out = Path(os.path.expanduser(str(out)))
     dm, module = build(cfg, zoo, augment)
     if getattr(module, "dropped_kwargs", None):  # e.g. the invariant head's sizes, for an editing model
-        print(f"wspace train: note: {enc['name']} (equivariant) ignores encoder kwargs {module.dropped_kwargs}")
+        print(f"wspace train: note: the equivariant version of {enc['_target_']} ignores encoder options "
+              f"{module.dropped_kwargs}")
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "config.yaml") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(plain(cfg)), resolve=True))
@@ -210,7 +261,7 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     test = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics: dict[str, Any] = dict(sorted(test.items()))
     metrics.update({
-        "task": str(task["name"]), "encoder": str(enc["name"]), "encoder_kwargs": plain(enc.get("kwargs") or {}),
+        "task": _task_label(task), "encoder": plain(enc),
         "zoo": str(dm.zoo.path), "spec_id": dm.spec_id, "split_by": dm.split_by, "split_sizes": dm.split_sizes(),
         "seed": int(cfg.get("seed", 0)), "num_parameters": module.num_parameters(),
         "monitor": monitor, "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
@@ -220,38 +271,42 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     with atomic_write(out / "metrics.json") as f:
         json.dump(metrics, f, indent=2)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in test.items())
-    print(f"wspace train: {task['name']} / {enc['name']}: {shown}")
+    print(f"wspace train: {_task_label(task)} / {enc['_target_']}: {shown}")
     print(f"wspace train: outputs in {out} (metrics.json, checkpoints/, logs/)")
     return metrics
 
 
-def fit(task: str, encoder: str, zoo: Any, out: str | os.PathLike, *, seed: int = 0, device: str | None = None,
-        trainer: Mapping[str, Any] | None = None, encoder_kwargs: Mapping[str, Any] | None = None,
-        overrides: Sequence[str] = (), callbacks: Sequence[Any] = (),
+def fit(task: str, encoder: str | Mapping[str, Any], zoo: Any, out: str | os.PathLike, *, seed: int = 0,
+        device: str | None = None, trainer: Mapping[str, Any] | None = None,
+        encoder_kwargs: Mapping[str, Any] | None = None, overrides: Sequence[str] = (), callbacks: Sequence[Any] = (),
         augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None, **task_options: Any) -> dict[str, Any]:
     """Train ``task`` (a ``configs/train/task`` option) with ``encoder`` (a
-    ``configs/train/encoder`` option) on ``zoo`` (path or :class:`~datasets_zoo.Zoo`);
-    returns the metrics written to ``out/metrics.json``.
+    ``configs/train/encoder`` option, or an encoder config mapping with ``_target_``) on
+    ``zoo`` (path or :class:`~datasets_zoo.Zoo`); returns the metrics written to
+    ``out/metrics.json``.
 
     ``trainer`` entries update ``cfg.trainer`` (Lightning ``Trainer`` kwargs),
-    ``encoder_kwargs`` update ``cfg.encoder.kwargs``, other keywords update ``cfg.task``
-    (``lr``, ``batch_size``, ``patience``, ``max_time``, ...); ``overrides`` are extra
-    Hydra overrides (e.g. ``["trainer=debug"]``); ``augment(dm) -> (transform, collate)``
-    sets train-only augmentation (see :func:`build`), e.g.
+    ``encoder_kwargs`` update ``cfg.encoder`` (the encoder's options), other keywords
+    update ``cfg.task`` (``lr``, ``batch_size``, ``patience``, ``max_time``, ...);
+    ``overrides`` are extra Hydra overrides (e.g. ``["trainer=debug"]``);
+    ``augment(dm) -> (transform, collate)`` sets train-only augmentation (see :func:`build`), e.g.
     ``augment=lambda dm: (None, MixUpCollate(MixUp(align="weight_matching"), num_classes=dm.num_classes))``.
     """
     from omegaconf import OmegaConf, open_dict
 
-    cfg = compose_config("train", [f"task={task}", f"encoder={encoder}", f"seed={int(seed)}", *overrides])
+    chosen = [f"encoder={encoder}"] if isinstance(encoder, str) else []
+    cfg = compose_config("train", [f"task={task}", *chosen, f"seed={int(seed)}", *overrides])
     with open_dict(cfg):
         cfg.zoo = str(zoo.path) if isinstance(zoo, Zoo) else str(zoo)
         cfg.out = str(out)
+        if not isinstance(encoder, str):
+            cfg.encoder = OmegaConf.create(resolve_encoder(encoder))
         if device is not None:
             cfg.device = str(device)
         if trainer:
             cfg.trainer = OmegaConf.merge(cfg.trainer, plain(trainer))
         if encoder_kwargs:
-            cfg.encoder.kwargs = OmegaConf.merge(cfg.encoder.get("kwargs") or {}, plain(encoder_kwargs))
+            cfg.encoder = OmegaConf.merge(cfg.encoder, plain(encoder_kwargs))
         if task_options:
             cfg.task = OmegaConf.merge(cfg.task, plain(task_options))
     return run(cfg, zoo=zoo if isinstance(zoo, Zoo) else None, callbacks=callbacks, augment=augment)

@@ -12,23 +12,16 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import nn
 
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
 from ..spec import WeightSpaceSpec
-from .common import MLPHead, check_positive
+from .common import MLPHead
+from .encoder import Encoder
 
 __all__ = ["FlatMLP", "StatNN", "weight_statistics"]
 
 DEFAULT_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def _check(spec: WeightSpaceSpec, ws: WeightSpace) -> None:
-    if not isinstance(ws, WeightSpace):
-        raise WeightSpaceError(f"expected a WeightSpace, got {type(ws).__name__}")
-    if not (ws.spec is spec or ws.spec.same_space(spec)):
-        raise WeightSpaceError(f"this module was built for {spec!r}, but got networks of {ws.spec!r}")
 
 
 def weight_statistics(ws: WeightSpace, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> torch.Tensor:
@@ -46,8 +39,10 @@ def weight_statistics(ws: WeightSpace, quantiles: Sequence[float] = DEFAULT_QUAN
     return torch.cat(feats, 1)
 
 
-class FlatMLP(nn.Module):
+class FlatMLP(Encoder):
     """Flattened weights -> MLP: ``FlatMLP(spec, out_features=k)(ws) -> [B, k]``.
+
+    :meth:`features` is ``ws.flatten()`` ``[B, num_params]`` (no symmetry: ``symmetry = "none"``).
 
     Args:
         spec: the architecture.
@@ -55,19 +50,23 @@ class FlatMLP(nn.Module):
         hidden / layers / activation: the MLP (``layers`` linear layers).
     """
 
+    symmetry = "none"
+
     def __init__(self, spec: WeightSpaceSpec, out_features: int, *, hidden: int = 256, layers: int = 3, activation: str = "relu"):
-        super().__init__()
-        check_positive(out_features=out_features)
-        self.spec, self.out_features = spec, out_features
-        self.mlp = MLPHead(spec.num_params, out_features, hidden, layers, activation)
+        super().__init__(spec, out_features)
+        self.head = MLPHead(spec.num_params, out_features, hidden, layers, activation)
 
-    def forward(self, ws: WeightSpace) -> torch.Tensor:
-        _check(self.spec, ws)
-        return self.mlp(ws.flatten())
+    def features(self, ws: WeightSpace) -> torch.Tensor:
+        """``ws.flatten()``: ``[B, num_params]``."""
+        self.check_input(ws)
+        return ws.flatten()
 
 
-class StatNN(nn.Module):
+class StatNN(Encoder):
     """Per-tensor statistics -> MLP: ``StatNN(spec, out_features=k)(ws) -> [B, k]``.
+
+    :meth:`features` are the statistics ``[B, num_statistics]`` (:func:`weight_statistics`),
+    invariant to any reordering of a tensor's entries (``symmetry = "tensor_entries"``).
 
     Args:
         spec: the architecture.
@@ -76,23 +75,24 @@ class StatNN(nn.Module):
         quantiles: the quantiles computed per tensor (default 0, .25, .5, .75, 1).
     """
 
+    symmetry = "tensor_entries"
+
     def __init__(
         self, spec: WeightSpaceSpec, out_features: int, *, hidden: int = 128, layers: int = 3, activation: str = "relu",
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
     ):
-        super().__init__()
-        check_positive(out_features=out_features)
+        super().__init__(spec, out_features)
         if not quantiles or any(not 0.0 <= q <= 1.0 for q in quantiles):
             raise WeightSpaceError(f"quantiles must be a non-empty list of numbers in [0, 1], got {list(quantiles)}")
-        self.spec, self.out_features = spec, out_features
         self.quantiles = tuple(float(q) for q in quantiles)
         self.num_statistics = len(spec.params) * (2 + len(self.quantiles))
-        self.mlp = MLPHead(self.num_statistics, out_features, hidden, layers, activation)
+        self.head = MLPHead(self.num_statistics, out_features, hidden, layers, activation)
 
-    def statistics(self, ws: WeightSpace) -> torch.Tensor:
-        """The input features ``[B, num_statistics]`` (see :func:`weight_statistics`)."""
-        _check(self.spec, ws)
+    def features(self, ws: WeightSpace) -> torch.Tensor:
+        """The statistics ``[B, num_statistics]`` (see :func:`weight_statistics`)."""
+        self.check_input(ws)
         return weight_statistics(ws, self.quantiles)
 
-    def forward(self, ws: WeightSpace) -> torch.Tensor:
-        return self.mlp(self.statistics(ws))
+    def statistics(self, ws: WeightSpace) -> torch.Tensor:
+        """Alias of :meth:`features`."""
+        return self.features(ws)

@@ -39,6 +39,12 @@ Blocks = tuple[tuple[int, ...], ...]  # a set partition of axes; blocks sorted b
 REDUCTIONS = ("mean", "sum", "max")
 
 
+def check_reduction(reduction: str) -> None:
+    """Raise :class:`WeightSpaceError` unless ``reduction`` is one of :data:`REDUCTIONS`."""
+    if reduction not in REDUCTIONS:
+        raise WeightSpaceError(f"unknown reduction '{reduction}'; expected one of {REDUCTIONS}")
+
+
 @lru_cache(maxsize=None)
 def group_partitions(groups: tuple[int, ...]) -> tuple[Blocks, ...]:
     """All partitions of ``range(len(groups))`` whose blocks each hold a single group id."""

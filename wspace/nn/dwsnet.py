@@ -33,9 +33,10 @@ from torch import nn
 
 from ..errors import WeightSpaceError
 from ..spec import WeightSpaceSpec
-from .features import FeatureLayout, Features, feature_layout
+from .features import FeatureLayout, Features, check_features, feature_layout
 from .basis import CoreCache, embed
-from .unf import DEFAULT_MAX_PARAMS, EquivariantEncoder, InvariantEncoder, UNFLinear, _check_features, add_term
+from .feature_encoder import EquivariantFeatureEncoder, FeatureEncoder
+from .unf import DEFAULT_MAX_PARAMS, UNFLinear, add_term
 
 __all__ = ["DWSLayer", "DWSNet", "EquivariantDWSNet", "check_chain"]
 
@@ -120,7 +121,7 @@ class DWSLayer(nn.Module):
 
     def forward(self, feats: Features) -> Features:
         # Equal to summing ``block.forward_partial(feats)`` over the blocks (tested), fused.
-        _check_features(self.layout, feats, self._cin, type(self).__name__)
+        check_features(self.layout, feats, self._cin, type(self).__name__)
         cache = CoreCache(feats, self.reduction)  # the blocks share their pooled inputs
         B = feats[0].shape[0]
         outs: list[torch.Tensor | None] = [None] * len(self.layout.tensors)
@@ -146,28 +147,7 @@ def _dws_layout(spec: WeightSpaceSpec) -> FeatureLayout:
     return feature_layout(spec, "hnp")
 
 
-class DWSNet(InvariantEncoder):
-    """Invariant DWSNets encoder: ``DWSNet(spec, out_features=k)(ws) -> [B, k]``.
-
-    :class:`DWSLayer` x ``layers`` -> invariant pooling (hidden axes, ``reduction``) -> MLP.
-    Args as :class:`~wspace.nn.UNF`; ``reduction`` defaults to ``"max"`` (DWSNets).
-    Raises :class:`WeightSpaceError` for residual specs.
-    """
-
-    def __init__(
-        self, spec: WeightSpaceSpec, out_features: int, *, hidden: int = 32, layers: int = 3, head_hidden: int = 128,
-        head_layers: int = 2, activation: str = "relu", reduction: str = "max", max_params: int = DEFAULT_MAX_PARAMS,
-    ):
-        layout = _dws_layout(spec)
-        super().__init__(
-            spec, out_features, layout,
-            lambda ci, co: DWSLayer(layout, ci, co, reduction=reduction, max_params=max_params),
-            hidden=hidden, layers=layers, head_hidden=head_hidden, head_layers=head_layers, activation=activation,
-            pool_reduction=reduction,
-        )
-
-
-class EquivariantDWSNet(EquivariantEncoder):
+class EquivariantDWSNet(EquivariantFeatureEncoder):
     """Equivariant DWSNets ``WeightSpace -> WeightSpace`` (same spec); args as :class:`DWSNet`
     plus ``residual`` / ``residual_init`` (output ``ws + gamma * f(ws)``)."""
 
@@ -180,4 +160,27 @@ class EquivariantDWSNet(EquivariantEncoder):
         super().__init__(
             spec, layout, lambda ci, co: DWSLayer(layout, ci, co, reduction=reduction, max_params=max_params),
             hidden=hidden, layers=layers, activation=activation, residual=residual, residual_init=residual_init,
+        )
+
+
+class DWSNet(FeatureEncoder):
+    """Invariant DWSNets encoder: ``DWSNet(spec, out_features=k)(ws) -> [B, k]``.
+
+    :class:`DWSLayer` x ``layers`` -> invariant pooling (hidden axes, ``reduction``) -> MLP.
+    Args as :class:`~wspace.nn.UNF`; ``reduction`` defaults to ``"max"`` (DWSNets).
+    Raises :class:`WeightSpaceError` for residual specs.
+    """
+
+    equivariant = EquivariantDWSNet
+
+    def __init__(
+        self, spec: WeightSpaceSpec, out_features: int, *, hidden: int = 32, layers: int = 3, head_hidden: int = 128,
+        head_layers: int = 2, activation: str = "relu", reduction: str = "max", max_params: int = DEFAULT_MAX_PARAMS,
+    ):
+        layout = _dws_layout(spec)
+        super().__init__(
+            spec, out_features, layout,
+            lambda ci, co: DWSLayer(layout, ci, co, reduction=reduction, max_params=max_params),
+            hidden=hidden, layers=layers, head_hidden=head_hidden, head_layers=head_layers, activation=activation,
+            pool_reduction=reduction,
         )

@@ -209,3 +209,16 @@ def feature_layout(spec: WeightSpaceSpec, mode: str = "hnp") -> FeatureLayout:
 def tuple_apply(fn, feats: Features) -> Features:
     """Apply an elementwise function to every tensor of a feature tuple."""
     return tuple(fn(f) for f in feats)
+
+
+def check_features(layout: FeatureLayout, feats: Features, channels: Sequence[int], who: str) -> None:
+    """Raise :class:`WeightSpaceError` unless ``feats`` matches ``layout`` with ``channels[i]``
+    channels on tensor ``i`` (``who`` names the caller in the message)."""
+    if len(feats) != len(layout.tensors):
+        raise WeightSpaceError(f"{who} expects {len(layout.tensors)} feature tensors, got {len(feats)}")
+    for f, c, lay in zip(feats, channels, layout.tensors):
+        if f.dim() != 2 + len(lay.sizes) or f.shape[1] != c or tuple(f.shape[2:]) != lay.sizes:
+            raise WeightSpaceError(
+                f"{who}: feature of shape {tuple(f.shape)}, expected [B, {c}, {', '.join(map(str, lay.sizes))}]",
+                tensor=lay.key,
+            )

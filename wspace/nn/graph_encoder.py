@@ -34,11 +34,12 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 
 from ..errors import WeightSpaceError
-from ..graph import EDGE_RESIDUAL, NODE_INPUT, NODE_OUTPUT, _kernel_map, _normalize_kernel, from_graph, to_graph
+from ..graph import EDGE_RESIDUAL, NODE_INPUT, NODE_OUTPUT, from_graph, kernel_map, normalize_kernel, to_graph
 from ..space import WeightSpace
 from ..spec import WeightSpaceSpec
 from .aggregation import scatter_reduce
 from .common import MLPHead, check_positive
+from .encoder import Encoder, EquivariantEncoder
 from .graph_conv import NeuralGraphConv
 
 __all__ = ["NeuralGraphEmbedding", "NeuralGraphBody", "NeuralGraphEncoder", "EquivariantNeuralGraphEncoder"]
@@ -58,7 +59,7 @@ def _edge_width(hidden: int, edge_hidden: int | None) -> int:
 
 def _kernel_shape(spec: WeightSpaceSpec | None, max_kernel: KernelArg) -> tuple[int, ...]:
     if spec is not None:
-        return _normalize_kernel(spec, max_kernel)
+        return normalize_kernel(spec, max_kernel)
     if max_kernel is None:
         return ()
     if isinstance(max_kernel, int):
@@ -206,7 +207,7 @@ class NeuralGraphBody(nn.Module):
             )
         key = (shape, str(graph.edge_attr.device))
         if key not in self._pad_maps:
-            kmap = _kernel_map(() if all(k == 1 for k in shape) else shape, self.kernel_shape)
+            kmap = kernel_map(() if all(k == 1 for k in shape) else shape, self.kernel_shape)
             pos = torch.empty(k_data, dtype=torch.long)
             valid = kmap >= 0
             pos[kmap[valid]] = torch.arange(self.kernel_size)[valid]
@@ -234,7 +235,62 @@ def _graph_batch(graph: Batch | Data) -> tuple[torch.Tensor, int]:
     return b, int(graph.num_graphs)
 
 
-class NeuralGraphEncoder(nn.Module):
+class EquivariantNeuralGraphEncoder(EquivariantEncoder):
+    """Equivariant neural-graph GNN ``WeightSpace -> WeightSpace`` (same spec), e.g. for editing.
+
+    The body of :class:`NeuralGraphEncoder`, then a linear map of every node's features to
+    its new bias and of every edge's features to its new (padded) kernel, read back with
+    :func:`wspace.graph.from_graph` (residual edges and padding are dropped). With
+    ``residual=True`` the output is ``ws + gamma * f(ws)`` (``gamma`` learned, initialized
+    to ``residual_init``).
+
+    Input: a ``WeightSpace`` of ``spec`` or a ``Batch`` of its graphs from ``to_graph``.
+    Args as :class:`NeuralGraphEncoder` (no head / pooling).
+    """
+
+    def __init__(
+        self, spec: WeightSpaceSpec, *, hidden: int = 32, edge_hidden: int | None = None, layers: int = 3,
+        aggr: str | Sequence[str] = ("mean", "max"), activation: str = "relu", dropout: float = 0.0,
+        bidirectional: bool = True, max_kernel: KernelArg = None, max_layers: int | None = None,
+        residual: bool = False, residual_init: float = 1e-2,
+    ):
+        super().__init__(spec, residual=residual, residual_init=residual_init)
+        self.body = NeuralGraphBody(
+            spec, hidden=hidden, edge_hidden=edge_hidden, layers=layers, aggr=aggr, activation=activation,
+            bidirectional=bidirectional, dropout=dropout, max_kernel=max_kernel, max_inputs=None, max_outputs=None,
+            max_layers=max_layers,
+        )
+        edge_hidden = _edge_width(hidden, edge_hidden)
+        self.node_out = nn.Linear(hidden, 1)
+        self.edge_out = nn.Linear(edge_hidden, self.body.kernel_size)
+
+    def check_input(self, inp: GraphInput) -> None:
+        """A ``WeightSpace`` of ``spec``, or graphs (checked when read back with ``from_graph``)."""
+        if isinstance(inp, WeightSpace) and inp.spec != self.spec:
+            raise WeightSpaceError(f"expected networks of {self.spec!r}, got {inp.spec!r}")
+
+    def delta(self, inp: WeightSpace | Batch) -> WeightSpace:
+        """The equivariant map ``f`` of a ``WeightSpace`` of ``spec`` or of a ``Batch`` of its graphs."""
+        graph = self.body.as_graph(inp)
+        x, e = self.body(graph)
+        bias, kernel = self.node_out(x), self.edge_out(e)
+        pos = self.body.kernel_positions(graph)
+        if pos is not None:  # back to the graph's own kernel width
+            kernel = kernel.index_select(1, pos)
+        out = copy.copy(graph)  # shares the structure tensors; only x / edge_attr are replaced
+        out.x, out.edge_attr = bias, kernel
+        return from_graph(out, self.spec)
+
+    def forward(self, inp: WeightSpace | Batch) -> WeightSpace:
+        """Edited networks (``WeightSpace`` of ``spec``) of a ``WeightSpace`` or a ``Batch`` of its graphs."""
+        self.check_input(inp)
+        delta = self.delta(inp)
+        if not self.residual:
+            return delta
+        return self.add_residual(inp if isinstance(inp, WeightSpace) else from_graph(inp, self.spec), delta)
+
+
+class NeuralGraphEncoder(Encoder):
     """Invariant neural-graph GNN: ``NeuralGraphEncoder(spec, out_features=k)(ws) -> [B, k]``.
 
     Args:
@@ -258,7 +314,11 @@ class NeuralGraphEncoder(nn.Module):
     Input: a ``WeightSpace`` of any spec within the limits, or a ``Batch`` / ``Data`` from
     ``to_graph`` (possibly mixing architectures). Invariant to hidden-neuron
     permutations (residual streams included); sensitive to input / output unit order.
+    :meth:`features` is the pooled readout ``[B, len(pool) * (hidden + edge_hidden)]``.
     """
+
+    equivariant = EquivariantNeuralGraphEncoder
+    invariant_only_options = ("head_hidden", "head_layers", "pool", "pool_edges", "max_inputs", "max_outputs")
 
     def __init__(
         self, spec: WeightSpaceSpec | None, out_features: int, *, hidden: int = 32, edge_hidden: int | None = None,
@@ -267,12 +327,11 @@ class NeuralGraphEncoder(nn.Module):
         dropout: float = 0.0, bidirectional: bool = True, max_kernel: KernelArg = None,
         max_inputs: int | None = None, max_outputs: int | None = None, max_layers: int | None = None,
     ):
-        super().__init__()
-        check_positive(out_features=out_features)
+        super().__init__(spec, out_features)
         self.pool = (pool,) if isinstance(pool, str) else tuple(pool)
         if not self.pool or any(p not in _POOLS for p in self.pool):
             raise WeightSpaceError(f"pool must be a non-empty subset of {_POOLS}, got {pool!r}")
-        self.spec, self.out_features, self.pool_edges = spec, out_features, pool_edges
+        self.pool_edges = pool_edges
         self.body = NeuralGraphBody(
             spec, hidden=hidden, edge_hidden=edge_hidden, layers=layers, aggr=aggr, activation=activation,
             bidirectional=bidirectional, dropout=dropout, max_kernel=max_kernel, max_inputs=max_inputs,
@@ -282,15 +341,19 @@ class NeuralGraphEncoder(nn.Module):
         width = len(self.pool) * (hidden + (edge_hidden if pool_edges else 0))
         self.head = MLPHead(width, out_features, head_hidden, head_layers, activation)
 
-    def features(self, inp: GraphInput) -> tuple[Batch | Data, torch.Tensor, torch.Tensor]:
+    def check_input(self, inp: GraphInput) -> None:
+        """Any architecture within the encoder's limits, as a ``WeightSpace`` or a graph
+        (checked by :meth:`NeuralGraphBody.as_graph`)."""
+
+    def hidden_features(self, inp: GraphInput) -> tuple[Batch | Data, torch.Tensor, torch.Tensor]:
         """``(graph, node features [N, hidden], edge features [E, edge_hidden])``: equivariant."""
         graph = self.body.as_graph(inp)
         x, e = self.body(graph)
         return graph, x, e
 
-    def embed(self, inp: GraphInput) -> torch.Tensor:
-        """The pooled invariant features ``[B, width]`` (before the head)."""
-        graph, x, e = self.features(inp)
+    def features(self, inp: GraphInput) -> torch.Tensor:
+        """The pooled invariant embedding ``[B, width]`` (before the head)."""
+        graph, x, e = self.hidden_features(inp)
         batch, B = _graph_batch(graph)
         parts = [scatter_reduce(x, batch, B, r) for r in self.pool]
         if self.pool_edges:
@@ -299,56 +362,5 @@ class NeuralGraphEncoder(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, inp: GraphInput) -> torch.Tensor:
-        return self.head(self.embed(inp))
-
-
-class EquivariantNeuralGraphEncoder(nn.Module):
-    """Equivariant neural-graph GNN ``WeightSpace -> WeightSpace`` (same spec), e.g. for editing.
-
-    The body of :class:`NeuralGraphEncoder`, then a linear map of every node's features to
-    its new bias and of every edge's features to its new (padded) kernel, read back with
-    :func:`wspace.graph.from_graph` (residual edges and padding are dropped). With
-    ``residual=True`` the output is ``ws + gamma * f(ws)`` (``gamma`` learned, initialized
-    to ``residual_init``).
-
-    Input: a ``WeightSpace`` of ``spec`` or a ``Batch`` of its graphs from ``to_graph``.
-    Args as :class:`NeuralGraphEncoder` (no head / pooling).
-    """
-
-    def __init__(
-        self, spec: WeightSpaceSpec, *, hidden: int = 32, edge_hidden: int | None = None, layers: int = 3,
-        aggr: str | Sequence[str] = ("mean", "max"), activation: str = "relu", dropout: float = 0.0,
-        bidirectional: bool = True, max_kernel: KernelArg = None, max_layers: int | None = None,
-        residual: bool = False, residual_init: float = 1e-2,
-    ):
-        super().__init__()
-        if not isinstance(spec, WeightSpaceSpec):
-            raise WeightSpaceError(f"EquivariantNeuralGraphEncoder needs a WeightSpaceSpec, got {type(spec).__name__}")
-        self.spec = spec
-        self.body = NeuralGraphBody(
-            spec, hidden=hidden, edge_hidden=edge_hidden, layers=layers, aggr=aggr, activation=activation,
-            bidirectional=bidirectional, dropout=dropout, max_kernel=max_kernel, max_inputs=None, max_outputs=None,
-            max_layers=max_layers,
-        )
-        edge_hidden = _edge_width(hidden, edge_hidden)
-        self.node_out = nn.Linear(hidden, 1)
-        self.edge_out = nn.Linear(edge_hidden, self.body.kernel_size)
-        self.residual = residual
-        self.gamma = nn.Parameter(torch.tensor(float(residual_init))) if residual else None
-
-    def forward(self, inp: WeightSpace | Batch) -> WeightSpace:
-        if isinstance(inp, WeightSpace) and inp.spec != self.spec:
-            raise WeightSpaceError(f"expected networks of {self.spec!r}, got {inp.spec!r}")
-        graph = self.body.as_graph(inp)
-        x, e = self.body(graph)
-        bias, kernel = self.node_out(x), self.edge_out(e)
-        pos = self.body.kernel_positions(graph)
-        if pos is not None:  # back to the graph's own kernel width
-            kernel = kernel.index_select(1, pos)
-        out = copy.copy(graph)  # shares the structure tensors; only x / edge_attr are replaced
-        out.x, out.edge_attr = bias, kernel
-        delta = from_graph(out, self.spec)
-        if not self.residual:
-            return delta
-        ws = inp if isinstance(inp, WeightSpace) else from_graph(graph, self.spec)
-        return WeightSpace(self.spec, [t + self.gamma * d for t, d in zip(ws.tensors, delta.tensors)])
+        """``[B, out_features]`` of a ``WeightSpace`` or of graphs from ``to_graph``."""
+        return self.head(self.features(inp))

@@ -24,7 +24,8 @@ from ..errors import WeightSpaceError
 from ..spec import WeightSpaceSpec
 from .common import check_positive
 from .features import FeatureLayout, Features, feature_layout
-from .unf import DEFAULT_MAX_PARAMS, EquivariantEncoder, InvariantEncoder, UNFLinear
+from .feature_encoder import EquivariantFeatureEncoder, FeatureEncoder
+from .unf import DEFAULT_MAX_PARAMS, UNFLinear
 
 __all__ = ["IOEmbedding", "HNPLinear", "NPLinear", "NFN", "EquivariantNFN"]
 
@@ -104,7 +105,26 @@ def _layer_factory(spec: WeightSpaceSpec, mode: str, io_embed: bool, reduction: 
     return lambda ci, co: NPLinear(spec, ci, co, io_embed=io_embed, reduction=reduction, max_params=max_params)
 
 
-class NFN(InvariantEncoder):
+class EquivariantNFN(EquivariantFeatureEncoder):
+    """Equivariant NFN ``WeightSpace -> WeightSpace`` (same spec), HNP or NP.
+
+    Args as :class:`NFN`, plus ``residual`` / ``residual_init`` (output ``ws + gamma * f(ws)``).
+    """
+
+    def __init__(
+        self, spec: WeightSpaceSpec, *, mode: str = "hnp", hidden: int = 32, layers: int = 3, io_embed: bool = True,
+        activation: str = "relu", reduction: str = "mean", residual: bool = False, residual_init: float = 1e-2,
+        max_params: int = DEFAULT_MAX_PARAMS,
+    ):
+        make = _layer_factory(spec, mode, io_embed, reduction, max_params)
+        super().__init__(
+            spec, feature_layout(spec, mode), make, hidden=hidden, layers=layers, activation=activation,
+            residual=residual, residual_init=residual_init,
+        )
+        self.mode = mode
+
+
+class NFN(FeatureEncoder):
     """Invariant NFN encoder: ``NFN(spec, out_features=k, mode="hnp"|"np")(ws) -> [B, k]``.
 
     Args:
@@ -120,6 +140,8 @@ class NFN(InvariantEncoder):
     every permuted axis (NFN's ``HNPPool`` / ``NPPool``).
     """
 
+    equivariant = EquivariantNFN
+
     def __init__(
         self, spec: WeightSpaceSpec, out_features: int, *, mode: str = "hnp", hidden: int = 32, layers: int = 3,
         io_embed: bool = True, head_hidden: int = 128, head_layers: int = 2, activation: str = "relu",
@@ -129,24 +151,5 @@ class NFN(InvariantEncoder):
         super().__init__(
             spec, out_features, feature_layout(spec, mode), make, hidden=hidden, layers=layers, head_hidden=head_hidden,
             head_layers=head_layers, activation=activation, pool_reduction=reduction,
-        )
-        self.mode = mode
-
-
-class EquivariantNFN(EquivariantEncoder):
-    """Equivariant NFN ``WeightSpace -> WeightSpace`` (same spec), HNP or NP.
-
-    Args as :class:`NFN`, plus ``residual`` / ``residual_init`` (output ``ws + gamma * f(ws)``).
-    """
-
-    def __init__(
-        self, spec: WeightSpaceSpec, *, mode: str = "hnp", hidden: int = 32, layers: int = 3, io_embed: bool = True,
-        activation: str = "relu", reduction: str = "mean", residual: bool = False, residual_init: float = 1e-2,
-        max_params: int = DEFAULT_MAX_PARAMS,
-    ):
-        make = _layer_factory(spec, mode, io_embed, reduction, max_params)
-        super().__init__(
-            spec, feature_layout(spec, mode), make, hidden=hidden, layers=layers, activation=activation,
-            residual=residual, residual_init=residual_init,
         )
         self.mode = mode

@@ -32,31 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightSpaceError
-from ..space import WeightSpace
 from ..spec import WeightSpaceSpec
-from .basis import REDUCTIONS, CoreCache, CoreKey, embed, equivariant_terms, group_partitions
-from .common import MLPHead, TupleActivation, check_positive
-from .features import FeatureLayout, Features, feature_layout
+from .basis import CoreCache, check_reduction, embed, equivariant_terms
+from .common import check_positive
+from .feature_encoder import EquivariantFeatureEncoder, FeatureEncoder
+from .features import FeatureLayout, Features, check_features, feature_layout
+from .pool import InvariantPool
 
-__all__ = ["UNFLinear", "InvariantPool", "UNF", "EquivariantUNF", "InvariantEncoder", "EquivariantEncoder"]
+__all__ = ["UNFLinear", "InvariantPool", "UNF", "EquivariantUNF", "add_term", "DEFAULT_MAX_PARAMS"]
 
 DEFAULT_MAX_PARAMS = 20_000_000
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise WeightSpaceError(f"unknown reduction '{reduction}'; expected one of {REDUCTIONS}")
-
-
-def _check_features(layout: FeatureLayout, feats: Features, channels: tuple[int, ...], who: str) -> None:
-    if len(feats) != len(layout.tensors):
-        raise WeightSpaceError(f"{who} expects {len(layout.tensors)} feature tensors, got {len(feats)}")
-    for f, c, lay in zip(feats, channels, layout.tensors):
-        if f.dim() != 2 + len(lay.sizes) or f.shape[1] != c or tuple(f.shape[2:]) != lay.sizes:
-            raise WeightSpaceError(
-                f"{who}: feature of shape {tuple(f.shape)}, expected [B, {c}, {', '.join(map(str, lay.sizes))}]",
-                tensor=lay.key,
-            )
 
 
 def add_term(outs: list[torch.Tensor | None], j: int, y: torch.Tensor, full: tuple[int, ...]) -> None:
@@ -102,7 +87,7 @@ class UNFLinear(nn.Module):
     ):
         super().__init__()
         check_positive(in_channels=in_channels, out_channels=out_channels)
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.layout = layout
         self.in_channels, self.out_channels, self.reduction = in_channels, out_channels, reduction
         self._cin = layout.channels(in_channels)
@@ -182,7 +167,7 @@ class UNFLinear(nn.Module):
         ``cache`` (a :class:`~wspace.nn.basis.CoreCache` of ``feats`` with this layer's
         reduction) lets several layers reading the same features share pooled cores.
         """
-        _check_features(self.layout, feats, self._cin, type(self).__name__)
+        check_features(self.layout, feats, self._cin, type(self).__name__)
         if cache is None:
             cache = CoreCache(feats, self.reduction)
         outs: list[torch.Tensor | None] = [None] * len(self.layout.tensors)
@@ -212,142 +197,7 @@ class UNFLinear(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, terms={self.num_terms}, mode={self.layout.mode}, reduction={self.reduction}"
 
 
-class InvariantPool(nn.Module):
-    """Invariant pooling: per tensor, every invariant linear functional, concatenated.
-
-    For each tensor and each partition of its kept axes into same-group blocks, the
-    reduction (mean by default) over its diagonals; for ordinary tensors that is the
-    mean over the permuted axes (a ``(g, g)`` stream-to-stream weight adds the mean of
-    its diagonal). Folded axes stay as channels (HNP: network inputs/outputs unpooled).
-
-    Shapes: features ``[B, channels * F_i, *kept_i]`` -> ``[B, out_features]``.
-    """
-
-    def __init__(self, layout: FeatureLayout, channels: int, reduction: str = "mean"):
-        super().__init__()
-        check_positive(channels=channels)
-        _check_reduction(reduction)
-        self.layout, self.channels, self.reduction = layout, channels, reduction
-        self._cin = layout.channels(channels)
-        self._cores = [
-            CoreKey(i, blocks, ()) for i, t in enumerate(layout.tensors) for blocks in group_partitions(t.groups)
-        ]
-        self.out_features = sum(self._cin[c.tensor] for c in self._cores)
-
-    def forward(self, feats: Features) -> torch.Tensor:
-        _check_features(self.layout, feats, self._cin, type(self).__name__)
-        cache = CoreCache(feats, self.reduction)
-        return torch.cat([cache.get(c) for c in self._cores], 1)
-
-    def extra_repr(self) -> str:
-        return f"{self.channels}, out_features={self.out_features}, reduction={self.reduction}"
-
-
-# ----------------------------------------------------------------------- encoders
-LayerFactory = Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> features-to-features layer
-
-
-class EquivariantBody(nn.Module):
-    """``layers`` equivariant layers ``1 -> hidden -> ... -> hidden``, each followed by the activation."""
-
-    def __init__(self, make_layer: LayerFactory, hidden: int, layers: int, activation: str = "relu"):
-        super().__init__()
-        check_positive(hidden=hidden, layers=layers)
-        self.layers = nn.ModuleList(make_layer(1 if k == 0 else hidden, hidden) for k in range(layers))
-        self.act = TupleActivation(activation)
-
-    def forward(self, feats: Features) -> Features:
-        for layer in self.layers:
-            feats = self.act(layer(feats))
-        return feats
-
-
-class InvariantEncoder(nn.Module):
-    """Base of the invariant encoders: ``WeightSpace [B]`` -> ``[B, out_features]``.
-
-    encode to 1-channel features -> :class:`EquivariantBody` -> :class:`InvariantPool`
-    -> :class:`MLPHead`. Subclasses pick the layout and the layer factory.
-    """
-
-    def __init__(
-        self, spec: WeightSpaceSpec, out_features: int, layout: FeatureLayout, make_layer: LayerFactory, *,
-        hidden: int, layers: int, head_hidden: int, head_layers: int, activation: str, pool_reduction: str,
-    ):
-        super().__init__()
-        check_positive(out_features=out_features)
-        self.spec, self.layout, self.out_features = spec, layout, out_features
-        self.body = EquivariantBody(make_layer, hidden, layers, activation)
-        self.pool = InvariantPool(layout, hidden, pool_reduction)
-        self.head = MLPHead(self.pool.out_features, out_features, head_hidden, head_layers, activation)
-
-    def features(self, ws: WeightSpace) -> Features:
-        """The equivariant hidden features ``[B, hidden * F_i, *kept_i]`` of ``ws``."""
-        return self.body(self.layout.encode(ws))
-
-    def forward(self, ws: WeightSpace) -> torch.Tensor:
-        return self.head(self.pool(self.features(ws)))
-
-
-class EquivariantEncoder(nn.Module):
-    """Base of the equivariant encoders: ``WeightSpace [B]`` -> ``WeightSpace [B]`` (same spec).
-
-    encode -> :class:`EquivariantBody` -> a last equivariant layer to 1 channel ->
-    decode. With ``residual=True`` the output is ``ws + gamma * f(ws)`` with a learned
-    scalar ``gamma`` (initialized to ``residual_init``): the editing parametrization.
-    """
-
-    def __init__(
-        self, spec: WeightSpaceSpec, layout: FeatureLayout, make_layer: LayerFactory, *, hidden: int, layers: int,
-        activation: str, residual: bool, residual_init: float,
-    ):
-        super().__init__()
-        self.spec, self.layout = spec, layout
-        self.body = EquivariantBody(make_layer, hidden, layers, activation)
-        self.out = make_layer(hidden, 1)
-        self.residual = residual
-        self.gamma = nn.Parameter(torch.tensor(float(residual_init))) if residual else None
-
-    def features(self, ws: WeightSpace) -> Features:
-        """The equivariant hidden features ``[B, hidden * F_i, *kept_i]`` of ``ws``."""
-        return self.body(self.layout.encode(ws))
-
-    def forward(self, ws: WeightSpace) -> WeightSpace:
-        delta = self.layout.decode(self.out(self.features(ws)))
-        if not self.residual:
-            return delta
-        return WeightSpace(ws.spec, [t + self.gamma * d for t, d in zip(ws.tensors, delta.tensors)])
-
-
-class UNF(InvariantEncoder):
-    """Invariant UNF encoder for any supported spec: ``UNF(spec, out_features=k)(ws) -> [B, k]``.
-
-    Args:
-        spec: the architecture of the input networks.
-        out_features: ``k``.
-        hidden: feature channels of the equivariant layers.
-        layers: number of :class:`UNFLinear` layers (each followed by ``activation``).
-        head_hidden / head_layers: the MLP after :class:`InvariantPool`.
-        reduction: pooling inside the equivariant layers and in the invariant pool.
-        max_params: per-layer parameter cap (see :class:`UNFLinear`).
-
-    Invariant to every hidden-neuron permutation of the spec (residual streams
-    included); sensitive to everything else (input/output unit order, kernel layout).
-    """
-
-    def __init__(
-        self, spec: WeightSpaceSpec, out_features: int, *, hidden: int = 32, layers: int = 3, head_hidden: int = 128,
-        head_layers: int = 2, activation: str = "relu", reduction: str = "mean", max_params: int = DEFAULT_MAX_PARAMS,
-    ):
-        layout = feature_layout(spec, "hnp")
-        super().__init__(
-            spec, out_features, layout,
-            lambda ci, co: UNFLinear(layout, ci, co, reduction=reduction, max_params=max_params),
-            hidden=hidden, layers=layers, head_hidden=head_hidden, head_layers=head_layers, activation=activation,
-            pool_reduction=reduction,
-        )
-
-
-class EquivariantUNF(EquivariantEncoder):
+class EquivariantUNF(EquivariantFeatureEncoder):
     """Equivariant UNF network ``WeightSpace -> WeightSpace`` (same spec), e.g. for editing.
 
     Args as :class:`UNF` (``layers`` hidden layers plus one output layer), plus
@@ -363,4 +213,35 @@ class EquivariantUNF(EquivariantEncoder):
         super().__init__(
             spec, layout, lambda ci, co: UNFLinear(layout, ci, co, reduction=reduction, max_params=max_params),
             hidden=hidden, layers=layers, activation=activation, residual=residual, residual_init=residual_init,
+        )
+
+
+class UNF(FeatureEncoder):
+    """Invariant UNF encoder for any supported spec: ``UNF(spec, out_features=k)(ws) -> [B, k]``.
+
+    Args:
+        spec: the architecture of the input networks.
+        out_features: ``k``.
+        hidden: feature channels of the equivariant layers.
+        layers: number of :class:`UNFLinear` layers (each followed by ``activation``).
+        head_hidden / head_layers: the MLP after :class:`InvariantPool`.
+        reduction: pooling inside the equivariant layers and in the invariant pool.
+        max_params: per-layer parameter cap (see :class:`UNFLinear`).
+
+    Invariant to every hidden-neuron permutation of the spec (residual streams
+    included); sensitive to everything else (input/output unit order, kernel layout).
+    """
+
+    equivariant = EquivariantUNF
+
+    def __init__(
+        self, spec: WeightSpaceSpec, out_features: int, *, hidden: int = 32, layers: int = 3, head_hidden: int = 128,
+        head_layers: int = 2, activation: str = "relu", reduction: str = "mean", max_params: int = DEFAULT_MAX_PARAMS,
+    ):
+        layout = feature_layout(spec, "hnp")
+        super().__init__(
+            spec, out_features, layout,
+            lambda ci, co: UNFLinear(layout, ci, co, reduction=reduction, max_params=max_params),
+            hidden=hidden, layers=layers, head_hidden=head_hidden, head_layers=head_layers, activation=activation,
+            pool_reduction=reduction,
         )

@@ -10,15 +10,18 @@ with its ``spec`` / ``num_classes`` / ``stats`` / ``target_stats()``); ``wspace 
 * :class:`InrEditing`: equivariant weights -> weights of the dilated image (render MSE,
   with the unedited identity baseline).
 
-Every task wraps a ``wspace.nn`` encoder built as ``ENCODERS[name](spec, out_features=k, **kwargs)``
-(``EQUIVARIANT_ENCODERS`` for editing).
+Every task wraps a ``wspace.nn`` encoder given as a config (``{"_target_": "wspace.nn.UNF", ...}``
+or a ``configs/train/encoder`` option name) and built with :func:`wspace.nn.build_encoder`
+(:func:`wspace.nn.build_equivariant` for editing); ``configs/train/task/<name>.yaml``
+names the task class with ``_target_``.
 """
+from .base import WeightSpaceTask, resolve_encoder
 from .generalization import GeneralizationPrediction
 from .inr_classification import InrClassification
 from .inr_editing import InrEditing, dilate, inr_resolution
 from .metrics import kendall_tau, r2_score
 
 __all__ = [
-    "InrClassification", "GeneralizationPrediction", "InrEditing", "dilate", "inr_resolution",
+    "WeightSpaceTask", "resolve_encoder", "InrClassification", "GeneralizationPrediction", "InrEditing", "dilate", "inr_resolution",
     "kendall_tau", "r2_score",
 ]

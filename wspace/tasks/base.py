@@ -1,81 +1,62 @@
-"""Shared parts of the task ``LightningModule`` s: encoder construction, optimizer, hparams.
+"""Shared parts of the task ``LightningModule`` s: the encoder config, optimizer, hparams.
 
 The ``wspace.nn`` encoders stay plain ``nn.Module`` s; a task module owns one as
-``self.encoder`` and adds the loss, the metrics and the optimizer. Hyperparameters are
-saved as primitive types only (the spec as JSON), so Lightning checkpoints load with
-``torch.load(weights_only=True)`` and ``Task.load_from_checkpoint(path)`` rebuilds the model.
+``self.encoder`` and adds the loss, the metrics and the optimizer. The encoder is given
+as a config (``{"_target_": "wspace.nn.UNF", **options}``, or the name of a
+``configs/train/encoder`` option) and built with :func:`wspace.nn.build_encoder`.
+Hyperparameters are saved as primitive types only (the spec as JSON, the encoder as its
+config), so Lightning checkpoints load with ``torch.load(weights_only=True)`` and
+``Task.load_from_checkpoint(path)`` rebuilds the model.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Mapping
 
 import lightning as L
 from lightning.pytorch.callbacks import Timer
 import torch
-from torch import nn
 
-from wspace.config import to_plain as plain  # noqa: F401  (re-exported for the tasks)
+from wspace.config import compose_config, group_options
+from wspace.config import to_plain as plain
 from wspace.errors import WeightSpaceError
 from wspace.schedules import cosine_factor
 from wspace.spec import WeightSpaceSpec
 
-__all__ = ["WeightSpaceTask", "build_encoder", "build_equivariant", "as_spec", "plain", "cosine_factor"]
-
+__all__ = ["WeightSpaceTask", "resolve_encoder", "as_spec", "plain", "cosine_factor"]
 
 def as_spec(spec: WeightSpaceSpec | str) -> WeightSpaceSpec:
     """A spec from a spec or its JSON."""
     return spec if isinstance(spec, WeightSpaceSpec) else WeightSpaceSpec.from_json(spec)
 
 
-def _registry(equivariant: bool) -> dict:
-    from wspace.nn import ENCODERS, EQUIVARIANT_ENCODERS
+def resolve_encoder(encoder: str | Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The encoder config (plain dict with ``_target_``) that ``encoder`` means, ``overrides`` merged in.
 
-    return EQUIVARIANT_ENCODERS if equivariant else ENCODERS
-
-
-def build_encoder(name: str, spec: WeightSpaceSpec, out_features: int, **kwargs: Any) -> nn.Module:
-    """``ENCODERS[name](spec, out_features=out_features, **kwargs)``; unknown names and
-    bad arguments raise :class:`WeightSpaceError`."""
-    reg = _registry(False)
-    if name not in reg:
-        raise WeightSpaceError(f"unknown encoder '{name}'; available: {', '.join(sorted(reg))}")
-    try:
-        return reg[name](spec, out_features=out_features, **kwargs)
-    except TypeError as e:
-        raise WeightSpaceError(f"encoder '{name}': bad arguments {sorted(kwargs)}: {e}") from e
-
-
-def build_equivariant(name: str, spec: WeightSpaceSpec, **kwargs: Any) -> tuple[nn.Module, list[str]]:
-    """``EQUIVARIANT_ENCODERS[name](spec, **kwargs)``, dropping keyword arguments the
-    equivariant variant does not take (e.g. the invariant head's ``head_hidden``).
-
-    Returns the module and the names of the dropped arguments.
+    ``encoder`` is a config mapping (``{"_target_": "wspace.nn.UNF", "hidden": 16}``) or the
+    name of a ``configs/train/encoder`` option (``"nfn_np"``: that YAML file).
     """
-    reg = _registry(True)
-    if name not in reg:
-        raise WeightSpaceError(f"encoder '{name}' has no equivariant (weight -> weight) version; "
-                               f"choose from: {', '.join(sorted(reg))}")
-    cls = reg[name]
-    params = inspect.signature(cls).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        keep, dropped = dict(kwargs), []
+    if isinstance(encoder, str):
+        options = group_options("train", "encoder")
+        if encoder not in options:
+            raise WeightSpaceError(f"unknown encoder '{encoder}' (available: {', '.join(options)}; "
+                                   "or a config with a _target_)")
+        config = plain(compose_config("train", [f"encoder={encoder}"]).encoder)
+    elif isinstance(encoder, Mapping):
+        config = plain(encoder)
     else:
-        keep = {k: v for k, v in kwargs.items() if k in params}
-        dropped = sorted(set(kwargs) - set(keep))
-    try:
-        return cls(spec, **keep), dropped
-    except TypeError as e:
-        raise WeightSpaceError(f"equivariant encoder '{name}': bad arguments {sorted(keep)}: {e}") from e
+        raise WeightSpaceError(f"encoder must be a config mapping with a _target_ or the name of an encoder "
+                               f"option, got {type(encoder).__name__}")
+    config.update(plain(dict(overrides or {})))
+    return config
 
 
 class WeightSpaceTask(L.LightningModule):
     """Base class: AdamW (+ optional cosine decay over the run's step or time budget), hparam saving and
     split-level evaluation.
 
-    Subclasses call ``self._save(locals())`` first in ``__init__`` (all init arguments
-    must be primitive or a spec), then build ``self.encoder``. For validation and test
+    Subclasses call ``self._save(locals(), encoder=<resolved config>)`` first in ``__init__``
+    (all init arguments must be primitive or a spec), then build ``self.encoder``. For validation and test
     they implement ``_eval_step(stage, batch)``, accumulating in ``self._eval[stage]``,
     and ``_eval_end(stage)``, which pops it and logs metrics over the whole split (exact,
     independent of batch sizes).
@@ -109,8 +90,11 @@ class WeightSpaceTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
 
-    def _save(self, args: dict) -> None:
+    def _save(self, args: dict, **replace: Any) -> None:
+        """Save ``args`` (an ``__init__``'s ``locals()``) as hyperparameters, with ``replace``
+        (e.g. the resolved encoder config, so a checkpoint does not depend on the YAML files)."""
         hp = {k: v for k, v in args.items() if k not in ("self", "__class__")}
+        hp.update(replace)
         if "spec" in hp:
             hp["spec"] = as_spec(hp["spec"]).to_json()
         self.save_hyperparameters(plain(hp))

@@ -1,14 +1,16 @@
 """Generalization prediction: a classifier's test accuracy from its weights (Kendall tau, R^2)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from wspace.spec import WeightSpaceSpec
 
-from .base import WeightSpaceTask, as_spec, build_encoder
+from wspace.nn import build_encoder
+
+from .base import WeightSpaceTask, as_spec, resolve_encoder
 from .metrics import kendall_tau, r2_score
 
 __all__ = ["GeneralizationPrediction"]
@@ -30,11 +32,11 @@ class GeneralizationPrediction(WeightSpaceTask):
     prog_bar_metrics = ("kendall_tau",)
 
     def __init__(self, spec: WeightSpaceSpec | str, target_mean: float = 0.0, target_std: float = 1.0,
-                 encoder: str = "unf", encoder_kwargs: dict | None = None, lr: float = 1e-3,
-                 weight_decay: float = 0.0, scheduler: str | None = "cosine"):
+                 encoder: str | Mapping[str, Any] = "unf", encoder_kwargs: Mapping[str, Any] | None = None,
+                 lr: float = 1e-3,                 weight_decay: float = 0.0, scheduler: str | None = "cosine"):
         super().__init__()
-        self._save(locals())
-        self.encoder = build_encoder(encoder, as_spec(spec), 1, **(encoder_kwargs or {}))
+        self._save(locals(), encoder=resolve_encoder(encoder, encoder_kwargs), encoder_kwargs=None)
+        self.encoder = build_encoder(self.hparams.encoder, as_spec(spec), 1)
 
     @classmethod
     def from_datamodule(cls, dm: Any, **kwargs: Any) -> "GeneralizationPrediction":

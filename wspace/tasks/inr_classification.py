@@ -1,14 +1,16 @@
 """INR classification: the class of the image an INR encodes, from its weights."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from wspace.spec import WeightSpaceSpec
 
-from .base import WeightSpaceTask, as_spec, build_encoder
+from wspace.nn import build_encoder
+
+from .base import WeightSpaceTask, as_spec, resolve_encoder
 
 __all__ = ["InrClassification"]
 
@@ -20,19 +22,22 @@ class InrClassification(WeightSpaceTask):
     Args:
         spec: the INR architecture (or its JSON).
         num_classes: classes of the encoded images.
-        encoder / encoder_kwargs: ``wspace.nn.ENCODERS[encoder](spec, out_features=num_classes, **encoder_kwargs)``.
+        encoder: the encoder config (``{"_target_": "wspace.nn.UNF", **options}``) or the name of a
+            ``configs/train/encoder`` option; built with ``wspace.nn.build_encoder(config, spec, num_classes)``
+            and saved in the hyperparameters as the resolved config.
+        encoder_kwargs: options merged into the encoder config.
         lr / weight_decay / scheduler: AdamW, ``"cosine"`` decay over the run or ``None``.
         label_smoothing: of the cross-entropy.
     """
 
     prog_bar_metrics = ("acc",)
 
-    def __init__(self, spec: WeightSpaceSpec | str, num_classes: int, encoder: str = "unf",
-                 encoder_kwargs: dict | None = None, lr: float = 1e-3, weight_decay: float = 0.0,
+    def __init__(self, spec: WeightSpaceSpec | str, num_classes: int, encoder: str | Mapping[str, Any] = "unf",
+                 encoder_kwargs: Mapping[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 0.0,
                  scheduler: str | None = "cosine", label_smoothing: float = 0.0):
         super().__init__()
-        self._save(locals())
-        self.encoder = build_encoder(encoder, as_spec(spec), int(num_classes), **(encoder_kwargs or {}))
+        self._save(locals(), encoder=resolve_encoder(encoder, encoder_kwargs), encoder_kwargs=None)
+        self.encoder = build_encoder(self.hparams.encoder, as_spec(spec), int(num_classes))
 
     @classmethod
     def from_datamodule(cls, dm: Any, **kwargs: Any) -> "InrClassification":

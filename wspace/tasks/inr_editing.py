@@ -10,7 +10,7 @@ identity baseline (the unedited INR's render vs the dilated render) is logged as
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,9 @@ from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
-from .base import WeightSpaceTask, as_spec, build_equivariant
+from wspace.nn import build_equivariant
+
+from .base import WeightSpaceTask, as_spec, resolve_encoder
 
 __all__ = ["InrEditing", "dilate", "inr_resolution"]
 
@@ -56,8 +58,10 @@ class InrEditing(WeightSpaceTask):
             data module's train stats); the model works in normalized space and its output
             is denormalized before rendering.
         resolution: side of the (row, col) pixel grid in [-1, 1]^2 the INRs are rendered on.
-        encoder / encoder_kwargs: ``EQUIVARIANT_ENCODERS[encoder](spec, residual=..., **kwargs)``
-            (arguments only the invariant encoders take are dropped).
+        encoder / encoder_kwargs: the encoder config or option name, as :class:`InrClassification`;
+            its weight -> weight version is built (:func:`wspace.nn.build_equivariant`: the
+            class's ``equivariant`` counterpart, without its ``invariant_only_options``, listed
+            in ``dropped_kwargs``).
         residual / residual_init: output ``ws + gamma * f(ws)`` (editing parametrization).
         kernel: dilation kernel size.
         lr / weight_decay / scheduler: as the other tasks.
@@ -66,19 +70,19 @@ class InrEditing(WeightSpaceTask):
     prog_bar_metrics = ("mse",)
 
     def __init__(self, spec: WeightSpaceSpec | str, weight_mean: Sequence[float], weight_std: Sequence[float],
-                 resolution: int, encoder: str = "unf", encoder_kwargs: dict | None = None, residual: bool = True,
+                 resolution: int, encoder: str | Mapping[str, Any] = "unf", encoder_kwargs: Mapping[str, Any] | None = None,
+                 residual: bool = True,
                  residual_init: float = 1e-2, kernel: int = 3, lr: float = 1e-3, weight_decay: float = 0.0,
                  scheduler: str | None = "cosine"):
         super().__init__()
-        self._save(locals())
+        self._save(locals(), encoder=resolve_encoder(encoder, encoder_kwargs), encoder_kwargs=None)
         spec = as_spec(spec)
         if spec.input_dims != 0 or spec.in_features != 2:
             raise WeightSpaceError(f"inr_editing needs INRs of 2-d coordinates, got {spec.describe()}")
         if len(weight_mean) != len(spec.params) or len(weight_std) != len(spec.params):
             raise WeightSpaceError(f"need one weight mean/std per parameter tensor ({len(spec.params)})")
-        kw = dict(encoder_kwargs or {})
-        kw.update(residual=bool(residual), residual_init=float(residual_init))
-        self.encoder, self.dropped_kwargs = build_equivariant(encoder, spec, **kw)
+        self.encoder, self.dropped_kwargs = build_equivariant(
+            self.hparams.encoder, spec, residual=bool(residual), residual_init=float(residual_init))
         from wspace.coordinates import coordinate_grid
 
         self.register_buffer("coords", coordinate_grid(int(resolution)), persistent=False)
