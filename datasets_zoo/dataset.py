@@ -34,7 +34,7 @@ from wspace.standardize import WeightStats
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
-from .adapters.base import record_value
+from .source import record_value
 
 __all__ = ["ZooDataset", "WeightStats", "collate_dense", "assign_splits"]
 

@@ -34,7 +34,7 @@ from torch import nn
 from wspace.errors import WeightSpaceError
 from wspace.spec import WeightSpaceSpec
 
-from .base import FileSource, infer_mlp_spec, spec_with_spatial_flatten, state_dict_layout
+from .support import FileSource, infer_mlp_spec, spec_with_spatial_flatten, state_dict_layout
 
 NAME = "model_zoos"
 _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Sequence
 
 from wspace.errors import WeightSpaceError
+from wspace.io import read_safetensors_header
 from wspace.spec import WeightSpaceSpec
 
-from .base import (FileSource, infer_mlp_spec, parse_scalar, read_safetensors_header, read_table, relative_id,
+from .support import (FileSource, infer_mlp_spec, parse_scalar, read_table, relative_id,
                    state_dict_layout)
 
 NAME = "plain"
