@@ -32,7 +32,6 @@ from wspace.collate import collate_dense
 from wspace.errors import WeightSpaceError
 from wspace.standardize import WeightStats
 from wspace.space import WeightSpace
-from wspace.spec import WeightSpaceSpec
 
 from .source import record_value
 

@@ -329,3 +329,26 @@ def test_main_accepts_hydra_config(tmp_path, capsys):
     out = zoo_build_main(cfg)
     assert len(Zoo.open(out)) == len(plan_runs(load_preset("digits-tasks", "small"))) * 2
     assert "zoo written to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("family,kwargs,x_shape", [
+    ("mlp", dict(in_features=64, hidden=[16, 16], num_classes=10), (5, 64)),
+    ("small_cnn", dict(in_channels=1, num_classes=10, channels=[4, 4, 4]), (5, 1, 8, 8)),
+])
+def test_train_forward_is_the_functional_interpreter(family, kwargs, x_shape):
+    """Without dropout, the training forward equals the library's forward (it steps the
+    same interpreter, keeping convolution chains grouped); the grouped layout changes
+    nothing against stepping the canonical one."""
+    from wspace import functional
+    from datasets_zoo.train_vectorized import train_forward
+
+    spec = family_spec(family, **kwargs)
+    ws = init_weight_space(spec, 6, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(*x_shape, generator=torch.Generator().manual_seed(1))
+    xb = torch.randn(6, *x_shape, generator=torch.Generator().manual_seed(2))
+    for inp in (x, xb):
+        out = train_forward(spec, ws.tensors, inp)
+        torch.testing.assert_close(out, functional.forward(spec, ws.tensors, inp), rtol=1e-5, atol=1e-6)
+        canonical = functional.Activations(inp, inp.dim() == spec.input_dims + 2, B=6)
+        functional.run_ops(spec.program, ws.tensors, canonical)
+        assert torch.equal(out, canonical.to("bnc"))

@@ -30,7 +30,7 @@ from wspace.errors import WeightSpaceError
 from ..source import ZooSource
 from .registry import ZooFormat, zoo_formats
 
-__all__ = ["FORMATS", "detect_format", "open_source", "ZooSource", "ZooFormat", "zoo_formats"]
+__all__ = ["FORMATS", "formats", "detect_format", "open_source", "ZooSource", "ZooFormat", "zoo_formats"]
 
 
 def __getattr__(name: str) -> Any:
