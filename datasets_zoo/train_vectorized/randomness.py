@@ -34,7 +34,6 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-
 def hash32_int(x: int) -> int:
     """:func:`hash32` of one Python integer (no tensor ops: used per step)."""
     x &= _M32
@@ -43,7 +42,6 @@ def hash32_int(x: int) -> int:
     x ^= x >> 15
     x = (x * 0x846CA68B) & _M32
     return x ^ (x >> 16)
-
 
 
 def stream_key(seeds: torch.Tensor, *stream: int) -> torch.Tensor:
@@ -64,7 +62,6 @@ def counter_bits(seeds: torch.Tensor, stream: Sequence[int], n: int) -> torch.Te
 def counter_uniform(seeds: torch.Tensor, stream: Sequence[int], n: int) -> torch.Tensor:
     """``[M, n]`` float32 uniforms in [0, 1) (24 random bits each), see :func:`counter_bits`."""
     return (counter_bits(seeds, stream, n) >> 8).to(torch.float32) * (1.0 / (1 << 24))
-
 
 
 def epoch_order(seeds: torch.Tensor, epoch: int, member: torch.Tensor) -> torch.Tensor:
