@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from datasets_zoo.build import _init, build_zoo, load_preset, plan_runs  # noqa: E402
+from datasets_zoo.build import build_zoo, init_runs, load_preset, plan_runs  # noqa: E402
 from wspace.families import build_family, family_spec  # noqa: E402
 from datasets_zoo.tasks import get_task  # noqa: E402
 from datasets_zoo.train_vectorized import ClassifierData, epoch_order, train_classifiers  # noqa: E402
@@ -54,7 +54,7 @@ def bench_training(n: int, epochs: int, batch_size: int = 32) -> dict:
     spec = family_spec("mlp", **kw)
     task = get_task("digits")
     data = ClassifierData(task.x_train, task.y_train, task.x_test, task.y_test)
-    init = _init(spec, runs, "cpu")
+    init = init_runs(spec, runs, "cpu")
     hp = [r.hparams for r in runs]
     vec = lambda k: torch.tensor([float(h[k]) for h in hp])  # noqa: E731
     seeds = torch.tensor([r.seed for r in runs])
@@ -227,7 +227,7 @@ def bench_inr_learnability(path: Path, ds_epochs: int = 30) -> dict:
     by_run = {r.run: r for r in plan_runs(cfg, b["seed"])}
     k = min(2000, len(recs))
     runs = [by_run[r["run"]] for r in recs[:k]]
-    init = _init(ws.spec, runs, "cpu")
+    init = init_runs(ws.spec, runs, "cpu")
     move = [((a[:k] - i0).flatten(1).norm(dim=1) / i0.flatten(1).norm(dim=1).clamp_min(1e-12)).median().item()
             for a, i0 in zip(ws.tensors, init.tensors)]
     return {

@@ -32,9 +32,8 @@ from wspace.collate import collate_dense
 from wspace.errors import WeightSpaceError
 from wspace.standardize import WeightStats
 from wspace.space import WeightSpace
-from wspace.spec import WeightSpaceSpec
 
-from .adapters.base import record_value
+from .source import record_value
 
 __all__ = ["ZooDataset", "WeightStats", "collate_dense", "assign_splits"]
 

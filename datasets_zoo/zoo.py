@@ -26,7 +26,7 @@ from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
 from .adapters import open_source
-from .adapters.base import ZooSource, record_value
+from .source import ZooSource, record_value
 
 __all__ = ["Zoo"]
 

@@ -515,3 +515,45 @@ def test_unknown_reader_option_is_refused(tmp_path):
     save_safetensors(tmp_path / "m.safetensors", mods[0].state_dict())
     with pytest.raises(WeightSpaceError, match="does not take that option"):
         Zoo.open(tmp_path, actvation="tanh")
+
+
+# --------------------------------------------------------------------------- formats chosen by config
+def test_formats_come_from_configs_in_detection_order():
+    from importlib import resources
+
+    from datasets_zoo import adapters
+    from datasets_zoo.adapters import zoo_formats
+
+    assert list(adapters.FORMATS) == ["native", "small_cnn_zoo", "model_zoos", "nfn", "dwsnets", "plain"]
+    names = sorted(f.name[:-5] for f in (resources.files("configs") / "zoo_format").iterdir()
+                   if f.name.endswith(".yaml"))
+    assert sorted(zoo_formats()) == names
+    for name, (detect, open_) in adapters.FORMATS.items():
+        assert callable(detect) and callable(open_)
+        assert detect.__module__ == open_.__module__ == f"datasets_zoo.adapters.{name}"
+    assert [n for n, f in zoo_formats().items() if f.single_file] == ["plain"]
+
+
+def test_a_format_is_one_module_and_one_config():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from datasets_zoo.adapters import ZooFormat, nfn
+
+    fmt = instantiate(OmegaConf.create({
+        "_target_": "datasets_zoo.adapters.registry.ZooFormat", "name": "nfn_copy", "order": 45,
+        "detect": "datasets_zoo.adapters.nfn.detect", "open": "datasets_zoo.adapters.nfn.open_source"}))
+    assert isinstance(fmt, ZooFormat) and fmt.detect is nfn.detect and fmt.open is nfn.open_source
+    assert fmt.order == 45 and fmt.single_file is False
+    with pytest.raises(WeightSpaceError, match="nfn_copy"):
+        ZooFormat("nfn_copy", 45, "datasets_zoo.adapters.nfn.no_such_function", nfn.open_source)
+
+
+def test_unknown_format_and_empty_folder_are_named(tmp_path):
+    (tmp_path / "net.pt").write_bytes(b"")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(WeightSpaceError, match="unknown zoo format 'nope'"):
+        Zoo.open(tmp_path, format="nope")
+    with pytest.raises(WeightSpaceError, match="no zoo format recognized"):
+        detect_format(empty)

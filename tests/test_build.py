@@ -1,12 +1,14 @@
 """Vectorized zoo builder: tiny zoos of every preset, exact per-network training,
 metrics that match re-evaluation, and kill-and-resume equal to an uninterrupted build."""
 import json
+from importlib import resources
 
 import pytest
 import torch
 
-from datasets_zoo import build as zoo_build
 from datasets_zoo.build import build_zoo, load_preset, plan_runs
+from datasets_zoo.build.inr_chunks import render_targets
+from datasets_zoo.build.planning import subset_split
 from wspace.families import build_family, family_spec, init_weight_space
 from datasets_zoo.format import ZooWriter
 from datasets_zoo.tasks import get_task
@@ -58,7 +60,7 @@ def test_small_preset_builds_and_reloads(preset, tmp_path):
 
 def test_tasks_preset_split_is_disjoint(tmp_path):
     cfg = load_preset("digits-tasks", "full")
-    train, held = zoo_build._subset_split(cfg, 0)
+    train, held = subset_split(cfg, 0)
     assert len(train) + len(held) == 252 and len(held) == round(0.2 * 252)
     assert not set(train) & set(held)
     out = build_zoo("digits-tasks", tmp_path / "t", size="small", progress=False)
@@ -117,7 +119,7 @@ def test_recorded_psnr_matches_reevaluation(tmp_path):
     zoo = Zoo.open(out)
     ws = zoo.weights()
     cfg = load_preset("digits-inr", "small")
-    coords, targets = zoo_build._renders(cfg, 0)
+    coords, targets = render_targets(cfg, 0)
     img = torch.tensor([r["image"] for r in zoo.records])
     var = torch.tensor([r["variant"] for r in zoo.records])
     with torch.no_grad():
@@ -319,7 +321,7 @@ def test_preset_validation_errors():
 def test_main_accepts_hydra_config(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    zoo_cfg = OmegaConf.load(str(zoo_build.resources.files("configs") / "zoo_build" / "zoo" / "digits-tasks.yaml"))
+    zoo_cfg = OmegaConf.load(str(resources.files("configs") / "zoo_build" / "zoo" / "digits-tasks.yaml"))
     cfg = OmegaConf.create({"zoo": zoo_cfg, "out": str(tmp_path / "z"), "size": "small", "device": "cpu",
                             "seed": 0, "progress": False})
     from wspace.commands.zoo_build import main as zoo_build_main
@@ -327,3 +329,26 @@ def test_main_accepts_hydra_config(tmp_path, capsys):
     out = zoo_build_main(cfg)
     assert len(Zoo.open(out)) == len(plan_runs(load_preset("digits-tasks", "small"))) * 2
     assert "zoo written to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("family,kwargs,x_shape", [
+    ("mlp", dict(in_features=64, hidden=[16, 16], num_classes=10), (5, 64)),
+    ("small_cnn", dict(in_channels=1, num_classes=10, channels=[4, 4, 4]), (5, 1, 8, 8)),
+])
+def test_train_forward_is_the_functional_interpreter(family, kwargs, x_shape):
+    """Without dropout, the training forward equals the library's forward (it steps the
+    same interpreter, keeping convolution chains grouped); the grouped layout changes
+    nothing against stepping the canonical one."""
+    from wspace import functional
+    from datasets_zoo.train_vectorized import train_forward
+
+    spec = family_spec(family, **kwargs)
+    ws = init_weight_space(spec, 6, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(*x_shape, generator=torch.Generator().manual_seed(1))
+    xb = torch.randn(6, *x_shape, generator=torch.Generator().manual_seed(2))
+    for inp in (x, xb):
+        out = train_forward(spec, ws.tensors, inp)
+        torch.testing.assert_close(out, functional.forward(spec, ws.tensors, inp), rtol=1e-5, atol=1e-6)
+        canonical = functional.Activations(inp, inp.dim() == spec.input_dims + 2, B=6)
+        functional.run_ops(spec.program, ws.tensors, canonical)
+        assert torch.equal(out, canonical.to("bnc"))

@@ -156,3 +156,29 @@ def test_init_module_in_place():
     init_module_(m, "normal", generator=torch.Generator().manual_seed(0))
     assert abs(float(m.fc0.weight.std()) - 1) < 0.02
     assert torch.all(m.fc0.bias == ZOO_BIAS_VALUE)
+
+
+# --------------------------------------------------------------------------- one activation table
+def test_one_activation_table_in_the_core():
+    from torch import nn
+
+    from wspace import families, modules
+    from wspace.spec import spec_from_module
+
+    assert all(families.ACTIVATIONS[k] is modules.ACTIVATIONS[k] for k in families.ACTIVATIONS)
+    assert modules.activation_name("leakyrelu") == "leaky_relu" and modules.activation_name("swish") == "silu"
+    assert isinstance(modules.activation_module("LeakyReLU"), nn.LeakyReLU)
+    assert isinstance(modules.activation_module("linear"), nn.Identity)
+    assert modules.activation_module("siren", 5.0).w0 == 5.0
+    with pytest.raises(WeightSpaceError, match="unknown activation 'mish'"):
+        modules.activation_module("mish")
+    # every name of the table is one a spec records and rebuilds
+    for name, cls in modules.ACTIVATIONS.items():
+        spec = spec_from_module(nn.Sequential(nn.Linear(3, 4), modules.activation_module(name), nn.Linear(4, 2)))
+        assert spec.describe().split(" | ")[1].startswith(name)
+        assert type(spec.build_module()[1]) is cls
+    # the families keep their subset and their aliases
+    m = families.build_family("mlp", in_features=4, hidden=[3], num_classes=2, activation="swish")
+    assert isinstance(m.act0, nn.SiLU)
+    with pytest.raises(WeightSpaceError, match="choose one of"):
+        families.build_family("mlp", in_features=4, hidden=[3], num_classes=2, activation="elu")

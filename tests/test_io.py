@@ -1,5 +1,6 @@
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,29 @@ def test_read_json_names_the_file_for_missing_and_invalid_files(tmp_path):
     with pytest.raises(WeightSpaceError, match="invalid JSON") as e:
         read_json(bad)
     assert "bad.json" in str(e.value)
+
+
+def test_safetensors_header_without_reading_data(tmp_path, mlp):
+    from wspace.io import SAFETENSORS_DTYPES, read_safetensors_header, read_safetensors_metadata, read_torch_state_dict
+
+    mods, ws = mlp
+    path = tmp_path / "ws.safetensors"
+    save_weight_space(ws, path, {"note": "x"})
+    info, meta, start = read_safetensors_header(path)
+    assert meta == read_safetensors_metadata(path) and meta["note"] == "x"
+    assert set(info) == set(ws.spec.keys)
+    raw = path.read_bytes()
+    for p, t in zip(ws.spec.params, ws.tensors):
+        d = info[p.key]
+        assert tuple(d["shape"]) == tuple(t.shape)
+        b, e = d["data_offsets"]
+        arr = np.frombuffer(raw[start + b:start + e], dtype=SAFETENSORS_DTYPES[d["dtype"]]).reshape(t.shape)
+        assert torch.equal(torch.from_numpy(arr.copy()), t)
+    # a header whose offsets do not fit the file is refused, naming it
+    path.write_bytes(raw[:-4])
+    with pytest.raises(WeightSpaceError, match="truncated"):
+        read_safetensors_header(path)
+    # torch pickles without a known extension: the same safe loader
+    torch.save(mods[0].state_dict(), tmp_path / "checkpoint")
+    sd = read_torch_state_dict(tmp_path / "checkpoint")
+    assert all(torch.equal(sd[k], v) for k, v in mods[0].state_dict().items())

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from datasets_zoo import tasks
+from datasets_zoo.tasks import digits, lookup
 from datasets_zoo.tasks import affine_variants, get_task, subset_tasks, targets_to_images
 from wspace.coordinates import coordinate_grid
 from wspace.errors import WeightSpaceError
@@ -26,8 +27,8 @@ def test_digits_split_sizes_and_determinism():
     assert torch.equal(idx.sort().values, torch.arange(1797))
     # cached, and rebuilt from scratch gives the same bytes (split seeded, not global RNG)
     assert get_task("digits") is t
-    tasks._get_task.cache_clear()
-    tasks._digits_source.cache_clear()
+    lookup.task_by_canonical_name.cache_clear()
+    digits.digits_source.cache_clear()
     t2 = get_task("digits")
     assert t2 is not t and t2.fingerprint == t.fingerprint
     assert torch.equal(t2.x_test, t.x_test) and torch.equal(t2.y_train, t.y_train)

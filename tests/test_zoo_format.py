@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets_zoo import format as zfmt
+from datasets_zoo.format import reader as zreader
 from datasets_zoo.format import ZooWriter
 from datasets_zoo.zoo import Zoo
 from tests import nets
@@ -211,7 +211,7 @@ def test_open_reads_no_weights_and_reads_group_by_shard(tmp_path, monkeypatch):
                           for i in range(per)])
     opened, reads = [], []
 
-    class SpyReader(zfmt._ShardReader):
+    class SpyReader(zreader.ShardReader):
         def __init__(self, path, spec):
             opened.append(path.name)
             super().__init__(path, spec)
@@ -223,8 +223,8 @@ def test_open_reads_no_weights_and_reads_group_by_shard(tmp_path, monkeypatch):
     def no_memmap(*a, **k):
         raise AssertionError("a shard was mapped")
 
-    monkeypatch.setattr(zfmt, "_ShardReader", SpyReader)
-    monkeypatch.setattr(zfmt.np, "memmap", no_memmap)
+    monkeypatch.setattr(zreader, "ShardReader", SpyReader)
+    monkeypatch.setattr(zreader.np, "memmap", no_memmap)
     zoo = Zoo.open(tmp_path / "z")
     assert len(zoo) == 1000
     sub = zoo.filter(epoch=0, k=(0, 600))
@@ -232,7 +232,7 @@ def test_open_reads_no_weights_and_reads_group_by_shard(tmp_path, monkeypatch):
     _ = zoo.column("k")
     assert opened == [] and reads == []  # nothing but zoo.json and the manifest was read
     monkeypatch.undo()
-    monkeypatch.setattr(zfmt, "_ShardReader", SpyReader)
+    monkeypatch.setattr(zreader, "ShardReader", SpyReader)
     wanted = [999, 3, 41, 5, 998, 40]  # shards 24, 0, 1, 0, 24, 1
     got = zoo.weights(wanted)
     assert sorted(opened) == ["shard-00000.safetensors", "shard-00001.safetensors", "shard-00024.safetensors"]

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from wspace.errors import WeightSpaceError
-from wspace.modules import GlobalAvgPool, Sine
+from wspace.modules import ACTIVATION_ALIASES, GlobalAvgPool, Sine
+from wspace.modules import ACTIVATIONS as MODULE_ACTIVATIONS
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec, get_family, register_family, spec_from_module
 
@@ -44,19 +45,15 @@ __all__ = [
     "init_module_",
 ]
 
+# The activations the families are built with: a subset of the core table
+# (``wspace.modules.ACTIVATIONS``), whose aliases (``leakyrelu``, ``swish``) they accept.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "leaky_relu": nn.LeakyReLU,
-    "silu": nn.SiLU,
+    k: MODULE_ACTIVATIONS[k] for k in ("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "silu")
 }
-_ALIASES = {"leakyrelu": "leaky_relu", "swish": "silu"}  # Model Zoos config spellings
 
 
 def _activation(name: str) -> str:
-    key = _ALIASES.get(name, name)
+    key = ACTIVATION_ALIASES.get(name, name)
     if key not in ACTIVATIONS:
         raise WeightSpaceError(f"unknown activation '{name}'; choose one of {sorted(ACTIVATIONS)}")
     return key

@@ -24,13 +24,18 @@ import torch.nn.functional as F
 from .errors import WeightSpaceError
 from .spec import Op, WeightSpaceSpec
 
+__all__ = ["forward", "chunk_size", "kaiming_bound", "apply_activation", "Activations", "run_ops",
+           "CHUNK_ELEMS_LINEAR", "CHUNK_ELEMS_CONV"]
+
 # Activation elements per chunk of networks on CPU (measured on a 2 MiB-L2 Xeon: a chunk of
 # ~0.5 MiB for matmul networks, ~2 MiB for grouped convolutions, whose per-call cost is higher).
 CHUNK_ELEMS_LINEAR = 1 << 17
 CHUNK_ELEMS_CONV = 1 << 19
 
 
-def _act(name: str, attrs: dict, h: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def apply_activation(name: str, attrs: dict, h: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """The activation op ``name`` (a spec op's name and attributes, e.g. ``w0`` of ``sine``) on ``h``,
+    in place if ``inplace`` (only on tensors no one else holds)."""
     if name == "relu":
         return h.relu_() if inplace else F.relu(h)
     if name == "leaky_relu":
@@ -59,22 +64,28 @@ def _act(name: str, attrs: dict, h: torch.Tensor, inplace: bool = False) -> torc
 #   "bnc"      [B, N, C, *spatial] the canonical layout (what forward returns)
 #   "bcn"      [B, C, N]           features only: what ``W @ h`` reads and writes
 #   "grouped"  [N, B*C, *spatial]  what grouped convolutions read and write
-class _State:
+class Activations:
     """Activations of B networks and their layout.
 
-    ``_State(h, shared)`` starts in the canonical mode: after every op the activations
+    ``Activations(h, shared)`` starts in the canonical mode: after every op the activations
     are ``[B, N, C, *spatial]`` (or ``[N, C, ...]`` while still ``shared``), which callers
-    stepping through ops one at a time rely on. ``fast=True`` lets them stay in the
-    layout the next kernel wants (see module docstring).
+    stepping through ops one at a time (:func:`run_ops`) rely on. ``fast=True`` lets them
+    stay in the layout the next kernel wants (see module docstring). ``keep_grouped=True``
+    is canonical except that convolution chains stay ``grouped`` (``[N, B*C, *spatial]``)
+    from the first convolution to the flatten / global pooling, whose result is canonical
+    again; linear layers run as in the canonical mode. The vectorized zoo trainer uses it
+    to apply per-network dropout between ops.
     """
 
-    __slots__ = ("h", "layout", "owned", "fast", "B")
+    __slots__ = ("h", "layout", "owned", "fast", "B", "keep_grouped")
 
-    def __init__(self, h: torch.Tensor, shared: bool, fast: bool = False, B: int | None = None):
+    def __init__(self, h: torch.Tensor, shared: bool, fast: bool = False, B: int | None = None,
+                 keep_grouped: bool = False):
         self.h = h
         self.layout = "shared" if shared else "bnc"
         self.owned = False  # True once h is an intermediate no one else holds (in-place ops allowed)
         self.fast = fast
+        self.keep_grouped = keep_grouped
         self.B = B if B is not None else (None if shared else h.shape[0])
 
     @property
@@ -126,7 +137,7 @@ def _needs_grad(*ts: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
-def _linear(st: _State, w: torch.Tensor, b: torch.Tensor | None) -> None:
+def _linear(st: Activations, w: torch.Tensor, b: torch.Tensor | None) -> None:
     B, out_f, in_f = w.shape
     st.B = B
     grad = _needs_grad(st.h, w, b)
@@ -162,7 +173,7 @@ def _linear(st: _State, w: torch.Tensor, b: torch.Tensor | None) -> None:
     st.h, st.layout = y, "bcn"
 
 
-def _conv(st: _State, w: torch.Tensor, b: torch.Tensor | None, attrs: dict) -> None:
+def _conv(st: Activations, w: torch.Tensor, b: torch.Tensor | None, attrs: dict) -> None:
     B, out_c, in_c = w.shape[:3]
     st.B = B
     conv = F.conv1d if attrs["dims"] == 1 else F.conv2d
@@ -176,7 +187,7 @@ def _conv(st: _State, w: torch.Tensor, b: torch.Tensor | None, attrs: dict) -> N
     st.h, st.layout = y, "grouped"
 
 
-def _per_sample(st: _State, fn) -> None:
+def _per_sample(st: Activations, fn) -> None:
     """Apply a per-channel op (pooling): shared and grouped layouts take it as they are,
     the canonical one folds networks into the sample axis."""
     h = st.h
@@ -189,7 +200,9 @@ def _per_sample(st: _State, fn) -> None:
     st.h = y.reshape(B, N, *y.shape[1:])
 
 
-def _run(ops: Sequence[Op], tensors: Sequence[torch.Tensor], st: _State) -> None:
+def run_ops(ops: Sequence[Op], tensors: Sequence[torch.Tensor], st: Activations) -> None:
+    """Run the spec ops ``ops`` (parameters ``tensors``, in spec order) on the activations ``st``,
+    updating it in place (the one interpreter of spec programs)."""
     for op in ops:
         k = op.kind
         if k == "linear" or k == "conv":
@@ -204,13 +217,13 @@ def _run(ops: Sequence[Op], tensors: Sequence[torch.Tensor], st: _State) -> None
             a = dict(op.attrs)
             # in place only on our own intermediates and when autograd does not need them
             inplace = st.owned and not (torch.is_grad_enabled() and st.h.requires_grad)
-            st.h = _act(a.pop("name"), a, st.h, inplace)
+            st.h = apply_activation(a.pop("name"), a, st.h, inplace)
         elif k == "sequential":
-            _run(op.children, tensors, st)
+            run_ops(op.children, tensors, st)
         elif k == "residual":
-            inner = _State(st.h, False, st.fast, st.B)  # not owned: the block must not overwrite its input
+            inner = Activations(st.h, False, st.fast, st.B, st.keep_grouped)  # not owned: the block must not overwrite its input
             inner.layout = st.layout
-            _run(op.children, tensors, inner)
+            run_ops(op.children, tensors, inner)
             if inner.B is not None:
                 st.B = inner.B
             out = inner.h
@@ -246,7 +259,8 @@ def _run(ops: Sequence[Op], tensors: Sequence[torch.Tensor], st: _State) -> None
                 _per_sample(st, lambda t: t.flatten(2).amax(-1).reshape(*t.shape[:2], *keep))
         else:
             raise WeightSpaceError(f"cannot evaluate op kind '{k}'")
-        if not st.fast and not st.shared:
+        if not st.fast and not st.shared and not (st.keep_grouped and st.layout == "grouped"
+                                                  and k not in ("gap", "flatten")):
             st.to("bnc")
 
 
@@ -339,8 +353,8 @@ def forward(
 
 
 def _forward_all(spec: WeightSpaceSpec, tensors: Sequence[torch.Tensor], x: torch.Tensor, shared: bool, B: int):
-    st = _State(x, shared, fast=True, B=B)
-    _run(spec.program, tensors, st)
+    st = Activations(x, shared, fast=True, B=B)
+    run_ops(spec.program, tensors, st)
     if st.shared:  # a program with no parametric layer cannot happen (specs need one)
         return st.h.unsqueeze(0).expand(B, *st.h.shape)
     return st.to("bnc").contiguous()

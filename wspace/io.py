@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import pickle
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -91,23 +94,70 @@ def save_safetensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metada
         raise
 
 
-def read_safetensors_metadata(path: PathLike) -> dict[str, str]:
-    """The string metadata of a safetensors file, without reading its tensors."""
-    path = Path(path)
+# safetensors dtype tags -> numpy (little-endian); BF16 is read as uint16 and viewed.
+SAFETENSORS_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+}
+
+
+def _parse_header(path: Path) -> tuple[dict, int, int]:
+    """The raw JSON header of a safetensors file (tensor entries in file order, with
+    ``__metadata__``), its length in bytes and the file size. The one header parser."""
     try:
+        size = os.path.getsize(path)
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) < 8:
                 raise WeightSpaceError("truncated safetensors file (no header)", file=path)
             n = int.from_bytes(head, "little")
-            if n > os.path.getsize(path) - 8:
+            if n > size - 8:
                 raise WeightSpaceError("truncated safetensors file (header longer than the file)", file=path)
-            header = json.loads(f.read(n))
+            header = json.loads(f.read(n), object_pairs_hook=OrderedDict)
     except FileNotFoundError as e:
         raise WeightSpaceError("file not found", file=path) from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightSpaceError(f"corrupt safetensors header: {e}", file=path) from e
+    if not isinstance(header, dict):
+        raise WeightSpaceError("corrupt safetensors header (not an object)", file=path)
+    return header, n, size
+
+
+def read_safetensors_metadata(path: PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file, without reading its tensors."""
+    header, _, _ = _parse_header(Path(path))
     return dict(header.get("__metadata__", {}) or {})
+
+
+def read_safetensors_header(path: PathLike) -> tuple[dict[str, dict], dict[str, str], int]:
+    """Parse and check a safetensors header without reading tensor data.
+
+    Returns ``(tensors, metadata, data_start)`` where ``tensors`` maps name ->
+    ``{"dtype", "shape", "data_offsets"}`` (file order) and ``data_start`` is the file
+    offset of the data block. Raises :class:`WeightSpaceError` naming the file (and the
+    tensor) if it is missing, truncated or malformed, or if an entry's offsets do not
+    match its shape and dtype (:data:`SAFETENSORS_DTYPES`).
+    """
+    path = Path(path)
+    header, n, size = _parse_header(path)
+    meta = dict(header.pop("__metadata__", None) or {})
+    data_start = 8 + n
+    end = 0
+    for name, info in header.items():
+        try:
+            b, e = info["data_offsets"]
+            shape = [int(s) for s in info["shape"]]
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightSpaceError(f"corrupt safetensors header entry ({exc})", file=path, tensor=name) from exc
+        if e - b != math.prod(shape) * dtype.itemsize or b < 0:
+            raise WeightSpaceError("corrupt safetensors header: offsets do not match the shape", file=path, tensor=name)
+        end = max(end, e)
+    if data_start + end > size:
+        raise WeightSpaceError(
+            f"truncated file: the header announces {data_start + end} bytes, the file has {size}", file=path)
+    return header, meta, data_start
 
 
 def load_safetensors(path: PathLike, *, check: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -125,7 +175,11 @@ def load_safetensors(path: PathLike, *, check: bool = True) -> tuple[dict[str, t
     return tensors, meta
 
 
-def _load_torch(path: Path) -> dict[str, torch.Tensor]:
+def read_torch_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
+    """A state_dict from a torch pickle, whatever the file's extension (``weights_only=True``:
+    plain tensors only; a ``{"state_dict": {...}}`` wrapper is unwrapped). Not finite-checked:
+    :func:`load_state_dict` adds that (and dispatches on the extension)."""
+    path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -157,7 +211,7 @@ def load_state_dict(path: PathLike, *, spec: WeightSpaceSpec | None = None) -> d
     if path.suffix == ".safetensors":
         sd, _ = load_safetensors(path)
     elif path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
-        sd = _load_torch(path)
+        sd = read_torch_state_dict(path)
         check_finite(sd, path)
     else:
         raise WeightSpaceError(f"unknown checkpoint extension '{path.suffix}' (use .safetensors, .pt or .pth)", file=path)

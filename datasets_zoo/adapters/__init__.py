@@ -3,7 +3,7 @@
 =================  ==========================================================  =====================
 format             what is on disk                                             module
 =================  ==========================================================  =====================
-``native``         ``zoo.json`` + ``manifest.jsonl`` + safetensors shards      ``datasets_zoo.format``
+``native``         ``zoo.json`` + ``manifest.jsonl`` + safetensors shards      ``native``
 ``small_cnn_zoo``  ``weights.npy`` + ``metrics.csv(.gz)`` + ``layout.csv``     ``small_cnn_zoo``
 ``model_zoos``     ray-tune trials: ``result.json`` + ``checkpoint_*/``        ``model_zoos``
 ``nfn``            ``<prefix>_<digit>s/net<idx>.pth``                          ``nfn``
@@ -12,6 +12,12 @@ format             what is on disk                                             m
 =================  ==========================================================  =====================
 
 :func:`detect_format` tries them in that order; :func:`open_source` opens one.
+
+Adding a format is one module here (a ``detect(path) -> bool`` and an
+``open_source(path, **options) -> ZooSource``; helpers in :mod:`.support`) plus one
+config, ``configs/zoo_format/<name>.yaml`` (see :mod:`.registry`), whose ``order``
+places it in the detection order. ``FORMATS`` (name -> ``(detect, open)``, in
+detection order) is built from those configs.
 """
 from __future__ import annotations
 
@@ -21,35 +27,21 @@ from typing import Any, Callable
 
 from wspace.errors import WeightSpaceError
 
-from . import dwsnets, model_zoos, nfn, plain, small_cnn_zoo
-from .base import ZooSource
+from ..source import ZooSource
+from .registry import ZooFormat, zoo_formats
 
-__all__ = ["FORMATS", "detect_format", "open_source", "ZooSource"]
-
-
-def _open_native(path: Path, **kwargs: Any) -> ZooSource:
-    from ..format import NativeSource
-
-    if kwargs:
-        raise WeightSpaceError(f"a native zoo takes no reader options, got {sorted(kwargs)}", file=path)
-    return NativeSource(path)
+__all__ = ["FORMATS", "formats", "detect_format", "open_source", "ZooSource", "ZooFormat", "zoo_formats"]
 
 
-def _detect_native(path: Path) -> bool:
-    from ..format import is_native_zoo
+def __getattr__(name: str) -> Any:
+    if name == "FORMATS":  # built from the configs on first use
+        return formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    return is_native_zoo(path)
 
-
-# name -> (detect(path) -> bool, open(path, **kwargs) -> ZooSource), in detection order
-FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[..., ZooSource]]] = {
-    "native": (_detect_native, _open_native),
-    small_cnn_zoo.NAME: (small_cnn_zoo.detect, small_cnn_zoo.open_source),
-    model_zoos.NAME: (model_zoos.detect, model_zoos.open_source),
-    nfn.NAME: (nfn.detect, nfn.open_source),
-    dwsnets.NAME: (dwsnets.detect, dwsnets.open_source),
-    plain.NAME: (plain.detect, plain.open_source),
-}
+def formats() -> dict[str, tuple[Callable[[Path], bool], Callable[..., ZooSource]]]:
+    """name -> ``(detect(path) -> bool, open(path, **kwargs) -> ZooSource)``, in detection order."""
+    return {name: (f.detect, f.open) for name, f in zoo_formats().items()}
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -57,26 +49,29 @@ def detect_format(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.exists():
         raise WeightSpaceError("no such file or directory", file=path)
+    fmts = zoo_formats()
     if path.is_file():
-        if plain.detect(path):
-            return plain.NAME
+        for name, f in fmts.items():
+            if f.single_file and f.detect(path):
+                return name
         raise WeightSpaceError("not a zoo: a single file must be a .safetensors/.pt/.pth checkpoint", file=path)
-    for name, (detect, _) in FORMATS.items():
-        if detect(path):
+    for name, f in fmts.items():
+        if f.detect(path):
             return name
-    raise WeightSpaceError(f"no zoo format recognized (known: {list(FORMATS)})", file=path)
+    raise WeightSpaceError(f"no zoo format recognized (known: {list(fmts)})", file=path)
 
 
 def open_source(path: str | os.PathLike, format: str | None = None, **kwargs: Any) -> ZooSource:
     """Open the zoo at ``path`` (format detected unless given); ``kwargs`` go to the reader."""
     path = Path(path)
     name = format or detect_format(path)
-    if name not in FORMATS:
-        raise WeightSpaceError(f"unknown zoo format '{name}'; known: {list(FORMATS)}", file=path)
+    fmts = zoo_formats()
+    if name not in fmts:
+        raise WeightSpaceError(f"unknown zoo format '{name}'; known: {list(fmts)}", file=path)
     if not path.exists():
         raise WeightSpaceError("no such file or directory", file=path)
     try:
-        return FORMATS[name][1](path, **kwargs)
+        return fmts[name].open(path, **kwargs)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from wspace.errors import WeightSpaceError
 from wspace.spec import WeightSpaceSpec
 
-from .base import FileSource, infer_mlp_spec, relative_id, state_dict_layout
+from .support import FileSource, infer_mlp_spec, relative_id, state_dict_layout
 
 NAME = "dwsnets"
 _IMAGE_RE = re.compile(r"^(?P<prefix>.*?)_(?P<subset>training|testing|train|test)_(?P<label>\d+)_(?P<idx>\d+)$")

@@ -32,9 +32,10 @@ from pathlib import Path
 from torch import nn
 
 from wspace.errors import WeightSpaceError
+from wspace.modules import activation_module
 from wspace.spec import WeightSpaceSpec
 
-from .base import FileSource, infer_mlp_spec, spec_with_spatial_flatten, state_dict_layout
+from .support import FileSource, infer_mlp_spec, spec_with_spatial_flatten, state_dict_layout
 
 NAME = "model_zoos"
 _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
@@ -43,8 +44,9 @@ _RAY_KEYS = {
     "time_since_restore", "timesteps_since_restore", "iterations_since_restore", "pid", "done",
     "episodes_this_iter", "timesteps_this_iter", "warmup_time",
 }
-_NLIN = {"leakyrelu": nn.LeakyReLU, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU,
-         "gelu": nn.GELU, "elu": nn.ELU, "celu": nn.CELU}
+# The nonlinearities upstream's def_net knows, in its spelling; built from the core table
+# (wspace.modules), except CELU, which upstream offers and weight-space specs do not.
+_NLIN = ("leakyrelu", "relu", "tanh", "sigmoid", "silu", "gelu", "elu", "celu")
 
 
 def _trial_dirs(root: Path) -> list[Path]:
@@ -83,8 +85,10 @@ def _read_results(path: Path) -> list[dict]:
 
 
 def _nlin(name: str | None) -> nn.Module | None:
-    cls = _NLIN.get(str(name).lower()) if name is not None else None
-    return cls() if cls else None
+    key = str(name).lower() if name is not None else None
+    if key not in _NLIN:
+        return None
+    return nn.CELU() if key == "celu" else activation_module(key)
 
 
 def model_zoos_module(config: dict) -> nn.Sequential:

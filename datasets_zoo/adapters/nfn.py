@@ -25,7 +25,7 @@ from typing import Sequence
 from wspace.errors import WeightSpaceError
 from wspace.spec import WeightSpaceSpec
 
-from .base import FileSource, infer_mlp_spec, relative_id, state_dict_layout
+from .support import FileSource, infer_mlp_spec, relative_id, state_dict_layout
 
 NAME = "nfn"
 _DIR_RE = re.compile(r"^(?P<prefix>.+)_(?P<label>\d+)s$")

@@ -1,22 +1,101 @@
-"""A plain folder of checkpoints: ``*.safetensors`` / ``*.pt`` / ``*.pth`` state_dicts.
+"""A plain folder of checkpoints (``*.safetensors`` / ``*.pt`` / ``*.pth`` state_dicts), with an
+optional metadata table: the way to bring your own zoo.
 
-* Every checkpoint file below the folder (hidden files skipped) is one record; a
-  safetensors file written by ``wspace.io.save_weight_space`` (``wspace.spec`` in its
-  metadata) holds ``B`` stacked networks and gives ``B`` records (``<file>#<b>``).
-* Optional metadata table (``metadata=``, else a single ``*.csv`` / ``*.csv.gz`` /
-  ``*.json`` / ``*.jsonl`` at the top level, preferring ``metadata.*`` / ``index.*``):
-  a ``file`` column (path relative to the folder) or an ``id`` column (relative path
-  without extension, or the file stem). Columns become record fields; ``metrics.x`` /
-  ``hparams.x`` / ``config.x`` columns go into the ``metrics`` / ``hparams`` dicts.
-  A row naming a file that does not exist raises, naming that file.
-* A safetensors file's ``__metadata__`` (e.g. ``{"test_acc": "0.91", "epoch": "3"}``)
-  also becomes record fields (values parsed as numbers/JSON where possible).
+Open it with ``Zoo.open("my_zoo/")`` (detected when no other format matches) or
+``Zoo.open("my_zoo/", format="plain", spec=..., activation=..., w0=..., metadata=...)``.
 
-Architecture: ``spec=``; else the ``wspace.spec`` metadata of stacked files; else an
-MLP inferred from the first file's keys and shapes (``activation=`` default ``relu``,
-``"sine"`` with ``w0=`` for SIRENs). A folder must hold one architecture: safetensors
-headers are compared when opening, ``.pt`` files when read; a mismatch names both
-files.
+Checkpoints
+-----------
+* Every file below the folder, at any depth, whose name ends in ``.safetensors``,
+  ``.pt`` or ``.pth`` is a checkpoint; files and folders whose name starts with ``.``
+  are skipped. The path of a single checkpoint file also works (a zoo of one file).
+* A file holds one state_dict (``.pt`` / ``.pth`` are read with
+  ``torch.load(weights_only=True)``; a ``{"state_dict": {...}}`` wrapper is accepted).
+  A safetensors file written by :func:`wspace.io.save_weight_space` (``wspace.spec`` in
+  its metadata) holds ``B`` stacked networks and gives ``B`` records.
+* Every tensor must be finite; NaN / inf raise, naming the file and the tensor.
+
+Records
+-------
+One record per network, with these fields before any metadata is applied:
+
+==========  =================================================================================
+field       value
+==========  =================================================================================
+``id``      the file's path relative to the folder, ``/``-separated, without its extension
+            (``runs/seed0/ep10``); ``<id>#<b>`` for row ``b`` of a stacked file. Of two
+            files that differ only by extension (``a.pt``, ``a.pth``), the later in sorted
+            order keeps its extension (``a.pth``)
+``run``     the file's ``id`` (all rows of a stacked file share it)
+``file``    the file's path relative to the folder, with its extension
+``seed``,   ``None``
+``task``,
+``epoch``
+``hparams`` ``{}``
+``metrics`` ``{}``
+==========  =================================================================================
+
+Metadata
+--------
+Fields come from two places, applied in this order (a later value replaces an earlier one):
+
+1. a safetensors file's string ``__metadata__``: every key not starting with
+   ``wspace.`` (e.g. ``{"test_acc": "0.91", "epoch": "3"}``), applied to every record of
+   that file;
+2. the metadata table, one row per checkpoint (or per file).
+
+The table is the file passed as ``metadata=`` (any path), else found in the folder's top
+level: the only file ending in ``.csv``, ``.csv.gz``, ``.json`` or ``.jsonl`` (hidden files
+skipped); if there are several, the one named ``metadata.*``, ``index.*``, ``records.*`` or
+``meta.*`` (several tables and no single such name raise: pass ``metadata=``). A table
+found this way is ignored when none of its rows has a ``file`` or an ``id`` column (it is
+some other file, e.g. a config), so a folder needs no table at all.
+
+Table formats: CSV (first line = column names; ``.csv.gz`` gzipped), JSONL (one JSON
+object per line), JSON (a list of objects; an object of equal-length column lists; or an
+object ``{id: {field: value}}``, whose keys become the ``id`` column). Text values of CSV
+cells and safetensors metadata are parsed: integers, floats, ``true`` / ``false``, ``nan``,
+an empty cell / ``none`` / ``null`` (``None``), and JSON lists / objects (``[16, 16]``); any
+other text stays a string.
+
+Each row names its checkpoint(s) by one of two columns:
+
+==========  =================================================================================
+column      matches
+==========  =================================================================================
+``file``    the path relative to the folder, with extension (``runs/seed0/ep10.pt``): every
+            record of that file (all rows of a stacked file)
+``id``      used when ``file`` is absent or empty: a record ``id`` (``runs/seed0/ep10``,
+            ``stack#3``), a file's ``id`` (every row of a stacked file), or a file's stem
+            (``ep10``: every file of that stem, in any sub-folder)
+==========  =================================================================================
+
+A row with neither column, or naming a checkpoint that does not exist, raises (naming the
+table and the missing file). Checkpoints without a row keep the fields above. The other
+columns become record fields:
+
+* ``metrics.<name>`` -> ``record["metrics"][name]`` (e.g. ``metrics.test_acc``);
+* ``hparams.<name>`` and ``config.<name>`` -> ``record["hparams"][name]`` (``config.lr``);
+* any other column -> a top-level field (``seed``, ``task``, ``epoch``, ``split``, ``label``,
+  or ``test_acc``): :func:`datasets_zoo.source.record_value` and ``Zoo`` filters look a name
+  up at the top level, then in ``metrics``, then in ``hparams``. Do not use ``spec_id``.
+
+Example (``my_zoo/metadata.csv`` beside ``my_zoo/net0.pt``, ``my_zoo/net1.pt``)::
+
+    file,seed,epoch,metrics.test_acc,hparams.lr
+    net0.pt,0,10,0.91,0.001
+    net1.pt,1,10,0.88,0.01
+
+Architecture
+------------
+``spec=`` if given (e.g. ``spec_from_module(model)``: needed for CNNs, whose pooling,
+padding and activations a state_dict does not store); else the ``wspace.spec`` of a
+stacked file; else an MLP inferred from the first checkpoint's (in sorted path order) keys
+and shapes: ``<layer>.weight`` ``[out, in]`` (+ ``<layer>.bias``) layers that chain, an
+activation after every layer but the last (``activation=``, default ``relu``; any name of
+:data:`wspace.modules.ACTIVATIONS` or its aliases; ``"sine"`` with ``w0=``, one value or
+one per activation, for SIRENs). A folder holds one architecture: safetensors headers are
+compared when opening, ``.pt`` / ``.pth`` files when read; a mismatch names both files.
 """
 from __future__ import annotations
 
@@ -24,9 +103,10 @@ from pathlib import Path
 from typing import Sequence
 
 from wspace.errors import WeightSpaceError
+from wspace.io import read_safetensors_header
 from wspace.spec import WeightSpaceSpec
 
-from .base import (FileSource, infer_mlp_spec, parse_scalar, read_safetensors_header, read_table, relative_id,
+from .support import (FileSource, infer_mlp_spec, parse_scalar, read_table, relative_id,
                    state_dict_layout)
 
 NAME = "plain"

@@ -37,7 +37,7 @@ from wspace.modules import GlobalAvgPool
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec, spec_from_module
 
-from .base import ZooSource, activation_module, read_table
+from .support import ZooSource, activation_module, read_table
 
 NAME = "small_cnn_zoo"
 _SHAPE_RE = re.compile(r"^\s*[\(\[]\s*(\d+(?:\s*,\s*\d+)*)?\s*,?\s*[\)\]]\s*$")
