@@ -1,24 +1,23 @@
 """Small building blocks shared by the encoders: activations on feature tuples, MLP heads."""
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import WeightSpaceError
+from ..modules import ACTIVATIONS
 from .features import Features
 
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
-}
+# the activations an encoder's own layers may use (names of the library's one table, wspace.modules.ACTIVATIONS)
+ENCODER_ACTIVATIONS = ("gelu", "leaky_relu", "relu", "silu", "tanh")
 
 
 def make_activation(name: str) -> nn.Module:
     """An activation module by name (``relu``, ``gelu``, ``silu``, ``tanh``, ``leaky_relu``)."""
-    if name not in _ACTIVATIONS:
-        raise WeightSpaceError(f"unknown activation '{name}'; expected one of {sorted(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]()
+    if name not in ENCODER_ACTIVATIONS:
+        raise WeightSpaceError(f"unknown activation '{name}'; expected one of {list(ENCODER_ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
 
 
 def check_positive(**values: int) -> None:

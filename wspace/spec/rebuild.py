@@ -9,7 +9,7 @@ from collections import OrderedDict
 from torch import nn
 
 from ..errors import WeightSpaceError
-from ..modules import GlobalAvgPool, Residual, Sine
+from ..modules import ACTIVATIONS, GlobalAvgPool, Residual
 from .records import Op, ParamSpec
 from .registry import get_family
 
@@ -52,9 +52,7 @@ def _build_op(op: Op, params: tuple[ParamSpec, ...]) -> nn.Module:
                     dilation=a["dilation"], bias=bias)
     if op.kind == "act":
         name = a.pop("name")
-        ctor = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sine": Sine, "sigmoid": nn.Sigmoid,
-                "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "softplus": nn.Softplus, "identity": nn.Identity}
-        return ctor[name](**a)
+        return ACTIVATIONS[name](**a)
     if op.kind == "dropout":
         return nn.Dropout(a["p"])
     if op.kind == "pool":

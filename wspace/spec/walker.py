@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import WeightSpaceError
-from ..modules import GlobalAvgPool, Residual, Sine
+from ..modules import ACTIVATIONS, GlobalAvgPool, Residual, Sine
 from .description import WeightSpaceSpec
 from .records import GroupSpec, Op, ParamSpec
 
@@ -235,11 +235,8 @@ def _activation_of(m: nn.Module) -> tuple[str, dict] | None:
         return "gelu", {"approximate": m.approximate}
     if isinstance(m, nn.Softplus):
         return "softplus", {"beta": float(m.beta), "threshold": float(m.threshold)}
-    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu", nn.Identity: "identity"}
-    for cls, name in simple.items():
-        if type(m) is cls:
-            return name, {}
-    return None
+    name = next((n for n, cls in ACTIVATIONS.items() if type(m) is cls), None)  # the rest take no arguments
+    return None if name is None else (name, {})
 
 
 def spec_from_module(model: nn.Module) -> WeightSpaceSpec:
