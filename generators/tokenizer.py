@@ -168,13 +168,14 @@ def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool, neuron_cen
 
 
 class _InMemoryZoo:
-    """A WeightSpace seen as the zoo-like source :meth:`WeightStats.compute` reads."""
+    """A WeightSpace seen as the zoo-like source :meth:`WeightStats.compute` reads (chunks
+    come back on the CPU, where the statistics are kept)."""
 
     def __init__(self, ws: WeightSpace):
         self.spec, self.path, self.ws = ws.spec, None, ws
 
     def weights(self, indices: np.ndarray) -> WeightSpace:
-        return self.ws[torch.as_tensor(indices)]
+        return self.ws[torch.as_tensor(indices, device=self.ws.device)].to("cpu")
 
 
 class WeightTokenizer:

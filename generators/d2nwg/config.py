@@ -16,7 +16,7 @@ def default_config() -> dict[str, Any]:
     return generator_defaults(NAME)
 
 
-# Every key a user may set (train_d2nwg(**config), the hydra `generator` node); read-only view of the YAML.
+# Every key a user may set (train_d2nwg(**config), the hydra `generator` node): a copy of the YAML defaults.
 DEFAULT_CONFIG: dict[str, Any] = default_config()
 
 
