@@ -11,11 +11,14 @@ sampler settings in ``hparams`` and ``metrics`` (``test_acc``, ``train_acc``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from wspace.errors import WeightSpaceError
+
+if TYPE_CHECKING:
+    from generators.pipeline import WeightGenerator
 
 __all__ = ["main", "load_pipeline", "write_samples"]
 
@@ -23,7 +26,7 @@ __all__ = ["main", "load_pipeline", "write_samples"]
 SAMPLING_OPTIONS = ("guidance_scale", "num_inference_steps")
 
 
-def load_pipeline(checkpoint: str | Path, device: str = "cpu"):
+def load_pipeline(checkpoint: str | Path, device: str = "cpu") -> "WeightGenerator":
     """The generator stored at ``checkpoint`` (or at ``checkpoint/pipeline``), of whichever
     class its ``model_index.json`` names."""
     from generators.pipeline import WeightGenerator, pipeline_directory
@@ -55,7 +58,7 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
     return metrics
 
 
-def main(cfg: Any):
+def main(cfg: Any) -> dict[str, torch.Tensor]:
     """Entry point of ``wspace sample`` (config ``configs/sample.yaml``)."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     n = int(get("n", 16))

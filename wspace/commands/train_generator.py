@@ -10,15 +10,18 @@ config file.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wspace.config import group_options, to_plain
 from wspace.errors import WeightSpaceError
 
+if TYPE_CHECKING:
+    from generators.pipeline import WeightGenerator
+
 __all__ = ["main"]
 
 
-def main(cfg: Any):
+def main(cfg: Any) -> "WeightGenerator":
     """Train the generator ``cfg.generator`` on ``cfg.zoo`` into ``cfg.out``; returns it."""
     from generators.pipeline import PIPELINE_DIR, generator_class
 
