@@ -53,7 +53,7 @@ MODES = {
     ),
     "full": dict(
         zoo_over=None,
-        gen=dict(data={"epochs": [10, 20]}),  # DEFAULT_CONFIG step counts
+        gen=dict(data={"epochs": [10, 20]}),  # the step counts of configs/train/generator/d2nwg.yaml
         hard_gen=dict(data={"epochs": [10, 20]}, vae={"steps": 400}, denoiser={"steps": 1200}),
         n_held=20, n_seen=10, n_samples=16, ft_steps=FT_STEPS, speed_n=32, hard_tasks=20,
         cnn_over={"search": {"runs": 256}, "epochs": 10, "save_epochs": [10]},

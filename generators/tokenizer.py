@@ -23,7 +23,8 @@ permutation-equivariant replacement for a positional index); ``mask``
 ``[T, C]`` marks the real values (padding is never part of a loss).
 
 Values are standardized per parameter tensor with a mean and a std fitted on the
-training zoo (:meth:`WeightTokenizer.fit`) and stored with the tokenizer
+training zoo (:meth:`WeightTokenizer.fit`: a :class:`wspace.standardize.WeightStats`, the
+core's per-tensor standardization shared with datasets and augmentations) and stored with the tokenizer
 (:meth:`save` / :meth:`load`: JSON config + safetensors). The layout round trip is exact;
 with standardization it is exact in float64 (the arithmetic runs in float64 and is
 rounded once back to the weights' dtype).
@@ -40,12 +41,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wspace.errors import WeightSpaceError
 from wspace.io import atomic_write, load_safetensors, read_json, save_safetensors
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
+from wspace.standardize import WeightStats
 
 __all__ = ["WeightTokenizer", "TokenLayout", "canonicalize", "neuron_centric_supported"]
 
@@ -164,6 +167,17 @@ def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool, neuron_cen
                        bool(neuron_centric))
 
 
+class _InMemoryZoo:
+    """A WeightSpace seen as the zoo-like source :meth:`WeightStats.compute` reads (chunks
+    come back on the CPU, where the statistics are kept)."""
+
+    def __init__(self, ws: WeightSpace):
+        self.spec, self.path, self.ws = ws.spec, None, ws
+
+    def weights(self, indices: np.ndarray) -> WeightSpace:
+        return self.ws[torch.as_tensor(indices, device=self.ws.device)].to("cpu")
+
+
 class WeightTokenizer:
     """Lossless tokenizer of one architecture (see the module docstring).
 
@@ -184,12 +198,13 @@ class WeightTokenizer:
         self.neuron_centric = bool(neuron_centric)
         self.layout = _layout(spec, self.chunk_size, self.per_neuron, self.neuron_centric)
         n = len(spec.params)
-        self.mean = torch.zeros(n, dtype=torch.float64) if mean is None else mean.double().clone()
-        self.std = torch.ones(n, dtype=torch.float64) if std is None else std.double().clone()
-        if self.mean.shape != (n,) or self.std.shape != (n,):
+        mean = torch.zeros(n, dtype=torch.float64) if mean is None else mean.double().clone()
+        std = torch.ones(n, dtype=torch.float64) if std is None else std.double().clone()
+        if mean.shape != (n,) or std.shape != (n,):
             raise WeightSpaceError(f"normalization stats must have one value per parameter tensor ({n})")
-        if not bool((self.std > 0).all()):
+        if not bool((std > 0).all()):
             raise WeightSpaceError("normalization stds must be positive")
+        self.stats = WeightStats(spec, mean, std)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -202,24 +217,26 @@ class WeightTokenizer:
         return self.layout.mask
 
     @property
+    def mean(self) -> torch.Tensor:
+        """``[P]`` float64: the mean of every parameter tensor (``self.stats.mean``)."""
+        return self.stats.mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        """``[P]`` float64: the std of every parameter tensor (``self.stats.std``)."""
+        return self.stats.std
+
+    @property
     def fitted(self) -> bool:
         return not (bool((self.mean == 0).all()) and bool((self.std == 1).all()))
 
     # ------------------------------------------------------------------ stats
-    def fit(self, ws: WeightSpace, min_std: float = 1e-8) -> "WeightTokenizer":
-        """Fit per-tensor mean and std on a zoo (``ws``); returns ``self``."""
+    def fit(self, ws: WeightSpace) -> "WeightTokenizer":
+        """Fit the per-tensor mean and std on a zoo (``ws``) with
+        :meth:`wspace.standardize.WeightStats.compute`; returns ``self``."""
         self._check(ws)
-        means, stds = [], []
-        for t in ws.tensors:
-            v = t.detach().double().reshape(-1)
-            means.append(v.mean())
-            stds.append(v.std(unbiased=False).clamp_min(min_std) if v.numel() > 1 else torch.tensor(1.0).double())
-        self.mean, self.std = torch.stack(means).cpu(), torch.stack(stds).cpu()
+        self.stats = WeightStats.compute(_InMemoryZoo(ws.detach()), np.arange(len(ws)))
         return self
-
-    def _value_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.layout.param
-        return self.mean[p], self.std[p]
 
     def _check(self, ws: WeightSpace) -> None:
         if not isinstance(ws, WeightSpace):
@@ -231,14 +248,13 @@ class WeightTokenizer:
     def tokenize(self, ws: WeightSpace, normalize: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``[B, T, C]`` tokens of ``ws`` (padding = 0). ``dtype`` defaults to the weights' dtype."""
         self._check(ws)
+        dtype = dtype or ws.dtype
+        if normalize:  # in float64, rounded once to `dtype` below
+            ws = self.stats.normalize(ws.to(torch.float64))
         flat = ws.flatten()
         B, dev = flat.shape[0], flat.device
-        dtype = dtype or flat.dtype
         lay = self.layout
         vals = flat[:, lay.src.to(dev)]
-        if normalize:
-            m, s = (x.to(dev) for x in self._value_stats())
-            vals = (vals.double() - m) / s
         out = torch.zeros(B, lay.num_tokens * lay.chunk_size, dtype=dtype, device=dev)
         out[:, lay.dst.to(dev)] = vals.to(dtype)
         return out.view(B, lay.num_tokens, lay.chunk_size)
@@ -252,12 +268,11 @@ class WeightTokenizer:
                                    f"{tuple(tokens.shape)}")
         dev = tokens.device
         vals = tokens.reshape(tokens.shape[0], -1)[:, lay.dst.to(dev)]
-        if normalize:
-            m, s = (x.to(dev) for x in self._value_stats())
-            vals = vals.double() * s + m
-        flat = torch.empty(tokens.shape[0], self.spec.num_params, dtype=dtype, device=dev)
-        flat[:, lay.src.to(dev)] = vals.to(dtype)
-        return WeightSpace.from_flat(self.spec, flat)
+        work = torch.float64 if normalize else dtype  # denormalize in float64, round once to `dtype`
+        flat = torch.empty(tokens.shape[0], self.spec.num_params, dtype=work, device=dev)
+        flat[:, lay.src.to(dev)] = vals.to(work)
+        ws = WeightSpace.from_flat(self.spec, flat)
+        return self.stats.denormalize(ws).to(dtype) if normalize else ws
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict:

@@ -128,6 +128,23 @@ def test_normalization_stats_saved_and_restored(tmp_path):
         tok.tokenize(WeightSpace.init(SPECS["mlp"](), 1))
 
 
+def test_tokenizer_standardizes_with_the_core_weight_stats():
+    from wspace.standardize import WeightStats
+
+    spec = SPECS["mlp"]()
+    ws = WeightSpace.init(spec, 5, generator=torch.Generator().manual_seed(12)).map(lambda t: t * 4.0 - 1.0)
+    ws = WeightSpace(spec, [*ws.tensors[:3], torch.full_like(ws.tensors[3], 0.5)])  # a constant tensor
+    tok = WeightTokenizer(spec, 48).fit(ws)
+    assert isinstance(tok.stats, WeightStats) and tok.mean is tok.stats.mean and tok.std is tok.stats.std
+    for t, m, sd in zip(ws.tensors, tok.mean, tok.std):
+        assert torch.isclose(m, t.double().mean()) and torch.isclose(sd, t.double().std(unbiased=False)) or \
+            (float(t.std()) == 0 and float(sd) == 1.0)  # a constant tensor keeps its scale
+    normalized = tok.stats.normalize(ws.to(torch.float64))
+    assert torch.equal(tok.tokenize(ws, dtype=torch.float64), tok.tokenize(normalized, normalize=False))
+    back = tok.detokenize(tok.tokenize(ws, dtype=torch.float64))
+    assert all(torch.equal(a, b) for a, b in zip(ws.tensors, back.tensors))
+
+
 def test_canonicalize_preserves_functions_and_reduces_distance():
     spec = SPECS["mlp"]()
     g = torch.Generator().manual_seed(3)
@@ -199,6 +216,29 @@ def test_save_load_identical_samples(tiny_run, tmp_path):
         assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
     c = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(a.tensors[0], c.tensors[0])
+
+
+def test_pipelines_saved_before_target_still_load(tiny_run, tmp_path):
+    """model_index.json files written before `_target_` existed name only `_class_name: D2NWG`."""
+    import json
+
+    from generators.d2nwg import D2NWG
+    from generators.pipeline import WeightGenerator
+
+    _, _, pipe = tiny_run
+    d = pipe.save_pretrained(tmp_path / "old")
+    index = json.loads((d / "model_index.json").read_text())
+    assert index["_target_"] == "generators.d2nwg.D2NWG" and index["_class_name"] == "D2NWG"
+    del index["_target_"]
+    (d / "model_index.json").write_text(json.dumps(index))
+    a = pipe.sample("digits:0-1-2-3-4", 2, generator=torch.Generator().manual_seed(1))
+    for loader in (D2NWG, WeightGenerator):
+        again = loader.from_pretrained(d)
+        assert type(again) is D2NWG
+        b = again.sample("digits:0-1-2-3-4", 2, generator=torch.Generator().manual_seed(1))
+        assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
+    with pytest.raises(WeightSpaceError, match="conditioned on a task"):
+        pipe.sample(None, 2)
 
 
 def test_denoiser_commutes_with_hidden_neuron_permutations(tiny_run):

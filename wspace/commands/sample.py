@@ -1,32 +1,37 @@
 """``wspace sample checkpoint=<dir> task=<name> n=<n> out=<dir>``: draw networks from a
 trained generator, write them as a native zoo and print their accuracy on the task.
 
-``checkpoint`` is a pipeline directory (``D2NWG.save_pretrained``) or a training output
-directory holding ``pipeline/``. Records carry ``task``, ``sample`` (index), ``seed``,
-the sampler settings in ``hparams`` and ``metrics`` (``test_acc``, ``train_acc``).
+``checkpoint`` is a pipeline directory (``save_pretrained`` of any
+:class:`generators.pipeline.WeightGenerator`; its ``model_index.json`` names the class) or
+a training output directory holding ``pipeline/``. ``guidance_scale`` and
+``num_inference_steps`` are passed to the generator when set (diffusion generators use
+them; others reject them). Records carry ``task``, ``sample`` (index), ``seed``, the
+sampler settings in ``hparams`` and ``metrics`` (``test_acc``, ``train_acc``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from wspace.errors import WeightSpaceError
 
+if TYPE_CHECKING:
+    from generators.pipeline import WeightGenerator
+
 __all__ = ["main", "load_pipeline", "write_samples"]
 
+# sample.yaml keys passed to the generator's `sample` when not null
+SAMPLING_OPTIONS = ("guidance_scale", "num_inference_steps")
 
-def load_pipeline(checkpoint: str | Path, device: str = "cpu"):
-    """The generator pipeline stored at ``checkpoint`` (or at ``checkpoint/pipeline``)."""
-    from generators.d2nwg import MODEL_INDEX, D2NWG
 
-    d = Path(checkpoint)
-    if not (d / MODEL_INDEX).is_file() and (d / "pipeline" / MODEL_INDEX).is_file():
-        d = d / "pipeline"
-    if not d.exists():
-        raise WeightSpaceError("no such generator checkpoint directory", file=d)
-    return D2NWG.from_pretrained(d, device=device)
+def load_pipeline(checkpoint: str | Path, device: str = "cpu") -> "WeightGenerator":
+    """The generator stored at ``checkpoint`` (or at ``checkpoint/pipeline``), of whichever
+    class its ``model_index.json`` names."""
+    from generators.pipeline import WeightGenerator, pipeline_directory
+
+    return WeightGenerator.from_pretrained(pipeline_directory(checkpoint), device=device)
 
 
 def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hparams: dict, seed: int
@@ -53,7 +58,7 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
     return metrics
 
 
-def main(cfg: Any):
+def main(cfg: Any) -> dict[str, torch.Tensor]:
     """Entry point of ``wspace sample`` (config ``configs/sample.yaml``)."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     n = int(get("n", 16))
@@ -62,12 +67,10 @@ def main(cfg: Any):
     pipe = load_pipeline(get("checkpoint"), device)
     task = str(get("task"))
     g = torch.Generator().manual_seed(seed)
-    gs, steps = get("guidance_scale"), get("num_inference_steps")
-    ws = pipe.sample(task, n, guidance_scale=gs, num_inference_steps=steps, generator=g)
-    hp = {"guidance_scale": gs if gs is not None else pipe.config["sampling"]["guidance_scale"],
-          "num_inference_steps": steps or pipe.config["sampling"]["num_inference_steps"],
-          "sampler": pipe.config["sampling"]["sampler"]}
-    meta = {"generator": {"name": "d2nwg", "checkpoint": str(get("checkpoint")), "task": task, "n": n, "seed": seed,
+    options = {k: get(k) for k in SAMPLING_OPTIONS if get(k) is not None}
+    ws = pipe.sample(task, n, generator=g, **options)
+    hp = pipe.sampling_settings(**options)
+    meta = {"generator": {"name": pipe.name, "checkpoint": str(get("checkpoint")), "task": task, "n": n, "seed": seed,
                           **hp}}
     m = write_samples(ws, task, get("out"), meta, hp, seed)
     acc = m["test_acc"]

@@ -1,40 +1,49 @@
 """``wspace train generator=<name>``: train a weight generator on a zoo.
 
-``wspace.tasks.train:main`` hands the composed config here when ``cfg.generator`` is
+``wspace.commands.train:main`` hands the composed config here when ``cfg.generator`` is
 set. ``cfg`` has ``zoo``, ``out``, ``seed``, ``device``, ``trainer`` (Lightning Trainer
-keyword arguments; ``max_epochs`` is ignored: the generator's stages run a fixed number
-of steps) and ``generator`` (``configs/train/generator/<name>.yaml``).
+keyword arguments; ``max_epochs`` is ignored: generators run their own step counts) and
+``generator`` (``configs/train/generator/<name>.yaml``): its ``_target_`` names the
+:class:`generators.pipeline.WeightGenerator` subclass, whose ``train`` classmethod gets the
+rest of the node as its config. No generator is named here: a new one is a module plus a
+config file.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wspace.config import to_plain
+from wspace.config import group_options, to_plain
 from wspace.errors import WeightSpaceError
 
-__all__ = ["main", "GENERATORS"]
+if TYPE_CHECKING:
+    from generators.pipeline import WeightGenerator
 
-GENERATORS = ("d2nwg",)
+__all__ = ["main"]
 
 
-def main(cfg: Any):
-    """Train the generator ``cfg.generator`` on ``cfg.zoo`` into ``cfg.out``; returns the pipeline."""
+def main(cfg: Any) -> "WeightGenerator":
+    """Train the generator ``cfg.generator`` on ``cfg.zoo`` into ``cfg.out``; returns it."""
+    from generators.pipeline import PIPELINE_DIR, generator_class
+
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     gen = to_plain(get("generator"))
     if not gen:
-        raise WeightSpaceError("no generator chosen: add generator=d2nwg")
+        raise WeightSpaceError(f"no generator chosen: add generator=<name> "
+                               f"(available: {', '.join(group_options('train', 'generator'))})")
     if get("zoo") in (None, "???") or get("out") in (None, "???"):
         raise WeightSpaceError("train needs zoo=<dir> and out=<dir>")
     gen = dict(gen)
-    name = gen.pop("name", "d2nwg")
-    if name not in GENERATORS:
-        raise WeightSpaceError(f"unknown generator '{name}'; available: {list(GENERATORS)}")
+    target = gen.pop("_target_", None)
+    name = gen.pop("name", None)
+    if target is None:
+        raise WeightSpaceError(f"the generator config{f' {name!r}' if name else ''} has no _target_ naming its "
+                               f"class (e.g. _target_: generators.d2nwg.D2NWG)")
+    cls = generator_class(str(target), trusted=True)  # the user's own config: trusted like code
     trainer = dict(to_plain(get("trainer")) or {})
     progress = bool(trainer.get("enable_progress_bar", True))
-    from generators.d2nwg import train_d2nwg
-
-    pipe = train_d2nwg(str(get("zoo")), str(get("out")), seed=int(get("seed", 0) or 0),
-                       device=str(get("device", "cpu") or "cpu"), trainer=trainer, progress=progress, config=gen)
-    print(f"trained {pipe!r}; pipeline saved to {get('out')}/pipeline "
-          f"(sample with: wspace sample checkpoint={get('out')} task=<name> out=<dir>)")
+    out = str(get("out"))
+    pipe = cls.train(str(get("zoo")), out, gen, seed=int(get("seed", 0) or 0),
+                     device=str(get("device", "cpu") or "cpu"), trainer=trainer, progress=progress)
+    print(f"trained {pipe!r}; pipeline saved to {out}/{PIPELINE_DIR} "
+          f"(sample with: wspace sample checkpoint={out} task=<name> out=<dir>)")
     return pipe

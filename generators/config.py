@@ -1,0 +1,81 @@
+"""Generator settings: defaults read from the packaged YAML, merged strictly with a user's config.
+
+Each generator's defaults live once, in its Hydra config ``configs/train/generator/<name>.yaml``
+(the ``generator`` node, less ``_target_`` and ``name``). The CLI composes that file; Python
+callers (``D2NWG.train``, ``train_d2nwg``) read the same file through
+:func:`generator_defaults`, so the two can never disagree. A YAML default is also what makes
+a key overridable on the command line (``generator.denoiser.steps=...``), which is why the
+defaults are not kept in Python.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any, Mapping
+
+from wspace.config import config_dir, to_plain
+from wspace.errors import WeightSpaceError
+
+__all__ = ["generator_defaults", "generator_config_file", "merge_settings", "user_settings", "RESERVED_KEYS"]
+
+# keys of a generator's config node that choose / label it rather than configure it
+RESERVED_KEYS = ("_target_", "name")
+
+
+def generator_config_file(name: str) -> str:
+    """Where the packaged config of generator ``name`` lives (a path, or a ``pkg://`` address)."""
+    where = config_dir()
+    rel = f"train/generator/{name}.yaml"
+    return f"{where}/{rel}" if where.startswith("pkg://") else str(Path(where) / rel)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_defaults(name: str) -> dict:
+    from omegaconf import OmegaConf
+
+    where = config_dir()
+    if where.startswith("pkg://"):
+        from importlib import resources
+
+        text = resources.files("configs").joinpath(f"train/generator/{name}.yaml").read_text()
+        node = OmegaConf.create(text)
+    else:
+        path = Path(where) / "train" / "generator" / f"{name}.yaml"
+        if not path.is_file():
+            raise WeightSpaceError(f"no packaged config for generator '{name}'", file=path)
+        node = OmegaConf.load(path)
+    gen = OmegaConf.to_container(node, resolve=True).get("generator")
+    if not isinstance(gen, dict):
+        raise WeightSpaceError("has no `generator:` node", file=generator_config_file(name))
+    return {k: v for k, v in gen.items() if k not in RESERVED_KEYS}
+
+
+def generator_defaults(name: str) -> dict[str, Any]:
+    """The default settings of generator ``name``: the ``generator`` node of
+    ``configs/train/generator/<name>.yaml`` without ``_target_`` / ``name`` (a fresh copy)."""
+    return copy.deepcopy(_load_defaults(name))
+
+
+def user_settings(config: Any) -> dict[str, Any]:
+    """``config`` (a mapping, a DictConfig or None) as a plain dict without the reserved keys."""
+    plain = to_plain(config) if config is not None else {}
+    if not isinstance(plain, Mapping):
+        raise WeightSpaceError(f"a generator config must be a mapping, got {type(config).__name__}")
+    return {k: v for k, v in plain.items() if k not in RESERVED_KEYS}
+
+
+def merge_settings(base: Mapping, over: Mapping, what: str, where: str = "") -> dict:
+    """``base`` updated by ``over`` recursively; a key that ``base`` lacks raises
+    (``unknown <what> setting 'a.b'``), so typos never pass silently."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if k not in out:
+            raise WeightSpaceError(f"unknown {what} setting '{where}{k}'; known: {sorted(out)}")
+        if isinstance(out[k], dict) and v is not None:
+            if not isinstance(v, Mapping):
+                raise WeightSpaceError(f"{what} setting '{where}{k}' must be a mapping, got {v!r}")
+            out[k] = merge_settings(out[k], v, what, f"{where}{k}.")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
