@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from wspace.audit.baselines import fit_gaussian, sample_gaussian
 from wspace.errors import WeightSpaceError
 from wspace.io import atomic_write, load_weight_space, save_weight_space
 from wspace.space import WeightSpace
@@ -77,8 +78,7 @@ class GaussianGenerator(WeightGenerator):
         src = ws.detach()
         if aligned:
             src, _ = canonicalize(src, seed=seed)
-        mean = src.map(lambda t: t.double().mean(0, keepdim=True))
-        std = src.map(lambda t: t.double().std(0, unbiased=False, keepdim=True))
+        mean, std = fit_gaussian(src)
         return cls(mean, std, {**dict(config or {}), "aligned": bool(aligned)}, ws.dtype)
 
     @classmethod
@@ -120,11 +120,7 @@ class GaussianGenerator(WeightGenerator):
             raise WeightSpaceError(f"n must be a positive integer, got {n!r}")
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        out = []
-        for m, s in zip(self.mean.tensors, self.std.tensors):
-            noise = torch.randn((n, *m.shape[1:]), generator=generator, dtype=torch.float64).to(m.device)
-            out.append((m[0] + s[0] * noise).to(self.dtype))
-        return WeightSpace(self.spec, out)
+        return sample_gaussian(self.mean, self.std, n, generator=generator, dtype=self.dtype)
 
     def sampling_settings(self, **options: Any) -> dict[str, Any]:
         return {"aligned": bool(self.config["aligned"]), **super().sampling_settings(**options)}

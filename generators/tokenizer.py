@@ -41,7 +41,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from wspace.errors import WeightSpaceError
@@ -167,17 +166,6 @@ def _layout(spec: WeightSpaceSpec, chunk_size: int, per_neuron: bool, neuron_cen
                        bool(neuron_centric))
 
 
-class _InMemoryZoo:
-    """A WeightSpace seen as the zoo-like source :meth:`WeightStats.compute` reads (chunks
-    come back on the CPU, where the statistics are kept)."""
-
-    def __init__(self, ws: WeightSpace):
-        self.spec, self.path, self.ws = ws.spec, None, ws
-
-    def weights(self, indices: np.ndarray) -> WeightSpace:
-        return self.ws[torch.as_tensor(indices, device=self.ws.device)].to("cpu")
-
-
 class WeightTokenizer:
     """Lossless tokenizer of one architecture (see the module docstring).
 
@@ -233,9 +221,9 @@ class WeightTokenizer:
     # ------------------------------------------------------------------ stats
     def fit(self, ws: WeightSpace) -> "WeightTokenizer":
         """Fit the per-tensor mean and std on a zoo (``ws``) with
-        :meth:`wspace.standardize.WeightStats.compute`; returns ``self``."""
+        :meth:`wspace.standardize.WeightStats.from_weights`; returns ``self``."""
         self._check(ws)
-        self.stats = WeightStats.compute(_InMemoryZoo(ws.detach()), np.arange(len(ws)))
+        self.stats = WeightStats.from_weights(ws)
         return self
 
     def _check(self, ws: WeightSpace) -> None:

@@ -248,3 +248,25 @@ def test_cli_and_python_defaults_agree(name):
     cls = generator_class(node.pop("_target_"))
     python = cls.resolve_config() if name == "gaussian" else __import__("generators.d2nwg").d2nwg.resolve_config()
     assert node == python
+
+
+def test_generator_configs_choose_the_fixed_step_trainer():
+    """A generator's stages run fixed step counts: its `--help` / config shows no max_epochs."""
+    from wspace.config import compose_config, group_options
+
+    for name in group_options("train", "generator"):
+        cfg = compose_config("train", [f"generator={name}"])
+        assert "max_epochs" not in cfg.trainer and "max_time" not in cfg.trainer, name
+    assert "max_epochs" in compose_config("train", ["task=generalization", "encoder=statnn"]).trainer
+
+
+def test_gaussian_fit_and_sample_are_the_audit_baseline():
+    from wspace.audit.baselines import fit_gaussian, gaussian_baseline, sample_gaussian
+    from wspace.families import family_spec, init_weight_space
+
+    ws = init_weight_space(family_spec("mlp", in_features=4, hidden=(5,), num_classes=3), 6,
+                           generator=torch.Generator().manual_seed(1))
+    mean, std = fit_gaussian(ws)
+    a = sample_gaussian(mean, std, 4, generator=torch.Generator().manual_seed(2), dtype=ws.dtype)
+    b = gaussian_baseline(ws, 4, generator=torch.Generator().manual_seed(2))
+    assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))

@@ -33,20 +33,32 @@ class WeightStats:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             raise WeightSpaceError("cannot compute statistics on an empty train split", file=zoo.path)
-        spec = zoo.spec
+        chunks = (zoo.weights(indices[a:a + chunk_size]) for a in range(0, len(indices), chunk_size))
+        return cls._from_chunks(zoo.spec, chunks, len(indices))
+
+    @classmethod
+    def from_weights(cls, ws: WeightSpace, chunk_size: int = 2048) -> "WeightStats":
+        """Stats of the networks ``ws`` held in memory (same arithmetic as :meth:`compute`)."""
+        if len(ws) == 0:
+            raise WeightSpaceError("cannot compute statistics of zero networks")
+        ws = ws.detach()
+        chunks = (ws[a:a + chunk_size].to("cpu") for a in range(0, len(ws), chunk_size))
+        return cls._from_chunks(ws.spec, chunks, len(ws))
+
+    @classmethod
+    def _from_chunks(cls, spec: WeightSpaceSpec, chunks, count: int) -> "WeightStats":
         P = len(spec.params)
         s1 = torch.zeros(P, dtype=torch.float64)
         s2 = torch.zeros(P, dtype=torch.float64)
-        n = torch.tensor([p.numel for p in spec.params], dtype=torch.float64) * len(indices)
-        for start in range(0, len(indices), chunk_size):  # chunks, not networks
-            ws = zoo.weights(indices[start:start + chunk_size])
+        n = torch.tensor([p.numel for p in spec.params], dtype=torch.float64) * count
+        for ws in chunks:  # chunks, not networks
             s1 += torch.stack([t.double().sum() for t in ws.tensors])
             s2 += torch.stack([t.double().square().sum() for t in ws.tensors])
         mean = s1 / n
         var = (s2 / n - mean.square()).clamp_min(0)
         std = var.sqrt()
         std = torch.where(std > 1e-12, std, torch.ones_like(std))  # constant tensors: leave their scale
-        return cls(spec, mean, std, len(indices))
+        return cls(spec, mean, std, count)
 
     def _check(self, ws: WeightSpace) -> None:
         if ws.spec.keys != self.spec.keys or ws.spec.shapes != self.spec.shapes:

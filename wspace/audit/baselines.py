@@ -33,6 +33,8 @@ __all__ = [
     "aligned_average",
     "average_baseline",
     "gaussian_baseline",
+    "fit_gaussian",
+    "sample_gaussian",
     "interpolation_baseline",
 ]
 
@@ -131,24 +133,46 @@ def average_baseline(
     return aligned.map(lambda t: t.reshape(n, k, *t.shape[1:]).mean(1))
 
 
+def fit_gaussian(ws: WeightSpace, *, aligned: bool = False, generator: torch.Generator | None = None
+                 ) -> tuple[WeightSpace, WeightSpace]:
+    """Per-parameter mean and std (population std) of the zoo ``ws``: two networks (B = 1), float64.
+
+    ``aligned=True`` fits after permuting the zoo onto its first network (a tighter,
+    symmetry-aware fit).
+    """
+    _check(ws, 1, "gaussian fit")
+    src = ws.detach()
+    if aligned and len(src) > 1:
+        src = permute(src, weight_matching_to_reference(src, src[0], generator=generator))
+    mean = src.map(lambda t: t.double().mean(0, keepdim=True))
+    std = src.map(lambda t: t.double().std(0, unbiased=False, keepdim=True))
+    return mean, std
+
+
+def sample_gaussian(mean: WeightSpace, std: WeightSpace, n: int, *, generator: torch.Generator | None = None,
+                    dtype: torch.dtype | None = None) -> WeightSpace:
+    """``n`` draws of independent ``N(mean, std^2)`` per parameter (``mean`` / ``std``: B = 1
+    each, as :func:`fit_gaussian` returns); drawn in float64, returned in ``dtype``
+    (default: ``mean``'s)."""
+    out = []
+    for m, s in zip(mean.tensors, std.tensors):
+        noise = torch.randn((n, *m.shape[1:]), generator=generator, dtype=torch.float64).to(m.device)
+        out.append((m[0].double() + s[0].double() * noise).to(dtype or m.dtype))
+    return WeightSpace(mean.spec, out)
+
+
 def gaussian_baseline(
     ws: WeightSpace, n: int, *, aligned: bool = False, generator: torch.Generator | None = None
 ) -> WeightSpace:
-    """``n`` draws of an independent Gaussian per parameter with the zoo's mean and std.
+    """``n`` draws of an independent Gaussian per parameter with the zoo's mean and std
+    (:func:`fit_gaussian`, then :func:`sample_gaussian`).
 
     ``aligned=True`` fits the Gaussian after permuting the zoo onto its first network
     (a tighter, symmetry-aware fit).
     """
     _check(ws, n, "gaussian baseline")
-    src = ws.detach()
-    if aligned and len(src) > 1:
-        src = permute(src, weight_matching_to_reference(src, src[0], generator=generator))
-    out = []
-    for t in src.tensors:
-        mu = t.double().mean(0)
-        sd = t.double().std(0, unbiased=False)
-        out.append((mu + sd * torch.randn((n, *t.shape[1:]), generator=generator, dtype=torch.float64)).to(t.dtype))
-    return WeightSpace(ws.spec, out)
+    mean, std = fit_gaussian(ws, aligned=aligned, generator=generator)
+    return sample_gaussian(mean, std, n, generator=generator, dtype=ws.dtype)
 
 
 def interpolation_baseline(
