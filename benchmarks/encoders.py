@@ -11,7 +11,7 @@ Full zoos: ``wspace zoo build zoo=digits-inr out=zoos/digits-inr`` (and ``digits
 ``digits-mlp``). Encoders: flat_mlp, statnn, dwsnet, nfn_np, nfn_hnp, unf, graph, each
 with its ``configs/train/encoder`` settings (an option that does not exist is skipped).
 
-Tasks (``--tasks``), each through :func:`wspace.tasks.fit` (the ``wspace train`` code path):
+Tasks (``--tasks``), each through :func:`wspace.commands.train.fit` (the ``wspace train`` code path):
 
 * ``inr_cls``: INR classification on digits-inr (test accuracy; predefined split by source image);
 * ``gen_cnn`` / ``gen_mlp``: generalization prediction on digits-cnn / digits-mlp (Kendall

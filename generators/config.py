@@ -14,7 +14,7 @@ import functools
 from pathlib import Path
 from typing import Any, Mapping
 
-from wspace.config import config_dir, to_plain
+from wspace.config import config_dir, packaged_config, to_plain
 from wspace.errors import WeightSpaceError
 
 __all__ = ["generator_defaults", "generator_config_file", "merge_settings", "user_settings", "RESERVED_KEYS"]
@@ -32,20 +32,7 @@ def generator_config_file(name: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _load_defaults(name: str) -> dict:
-    from omegaconf import OmegaConf
-
-    where = config_dir()
-    if where.startswith("pkg://"):
-        from importlib import resources
-
-        text = resources.files("configs").joinpath(f"train/generator/{name}.yaml").read_text()
-        node = OmegaConf.create(text)
-    else:
-        path = Path(where) / "train" / "generator" / f"{name}.yaml"
-        if not path.is_file():
-            raise WeightSpaceError(f"no packaged config for generator '{name}'", file=path)
-        node = OmegaConf.load(path)
-    gen = OmegaConf.to_container(node, resolve=True).get("generator")
+    gen = packaged_config(f"train/generator/{name}.yaml").get("generator")
     if not isinstance(gen, dict):
         raise WeightSpaceError("has no `generator:` node", file=generator_config_file(name))
     return {k: v for k, v in gen.items() if k not in RESERVED_KEYS}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = ["to_plain", "config_dir", "app_config_path", "with_common", "config_name", "compose_config",
-           "group_options"]
+           "group_options", "packaged_config"]
 
 COMMON = "common"  # configs/common/: settings shared by every subcommand (_base.yaml)
 
@@ -116,3 +116,35 @@ def compose_config(name: str, overrides: Sequence[str] = (), return_hydra_config
         ctx = initialize_config_dir(config_dir=where, version_base=None)
     with ctx:
         return compose(config_name(name), overrides=with_common(overrides), return_hydra_config=return_hydra_config)
+
+
+def packaged_config(relpath: str) -> dict:
+    """One packaged YAML file (``relpath`` under ``configs/``, e.g. ``"train/generator/d2nwg.yaml"``)
+    as plain containers, read as it is (no defaults list composed): where Python code takes
+    the defaults that the command line also uses, so each default lives once.
+
+    Raises:
+        WeightSpaceError: no such packaged config, or it is not a mapping.
+    """
+    from omegaconf import OmegaConf
+
+    from .errors import WeightSpaceError
+
+    where = config_dir()
+    if where.startswith("pkg://"):
+        from importlib import resources
+
+        f = resources.files("configs").joinpath(relpath)
+        if not f.is_file():
+            raise WeightSpaceError("no such packaged config", file=f"{where}/{relpath}")
+        node = OmegaConf.create(f.read_text())
+        shown = f"{where}/{relpath}"
+    else:
+        path = Path(where) / relpath
+        if not path.is_file():
+            raise WeightSpaceError("no such packaged config", file=path)
+        node, shown = OmegaConf.load(path), str(path)
+    out = OmegaConf.to_container(node, resolve=False)
+    if not isinstance(out, dict):
+        raise WeightSpaceError("a config file must hold a mapping", file=shown)
+    return out

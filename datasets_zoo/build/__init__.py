@@ -31,7 +31,7 @@ training settings), ``metrics`` (classifiers: ``train_loss``, ``train_acc``,
 ``train``/``val``/``test`` by source image) and, for INRs, ``label``, ``image``,
 ``source_index``, ``variant``, ``view``. ``meta["builder"]`` holds the resolved preset.
 
-CLI config (``configs/zoo_build.yaml``): ``zoo`` (the preset group), ``out``, ``size``
+CLI config (``configs/zoo_build/zoo_build.yaml``): ``zoo`` (the preset group), ``out``, ``size``
 (``small``/``full``, default ``full``), ``seed``, ``device``, optional ``chunk_size`` and
 ``progress``; preset values are overridden as ``zoo.<key>=...``.
 

@@ -5,7 +5,8 @@ One module per job: :mod:`.distances` (chunked raw L2), :mod:`.invariants`
 pre-filter), :mod:`.geometry` (segment / hull distances), :mod:`.behaviour` (accuracy,
 error IoU, probe agreement and divergence), :mod:`.calibrate` (thresholds and
 verdicts), :mod:`.frontier` (accuracy vs novelty against noise), :mod:`.report` and
-:mod:`.plots` (files), :mod:`.core` (:func:`audit`), :mod:`.run` (``wspace audit``).
+:mod:`.plots` (files), :mod:`.baselines` (trivial generators to compare with), :mod:`.core` (:func:`audit`);
+``wspace audit`` is :mod:`wspace.commands.audit`.
 
 Example::
 

@@ -1,6 +1,6 @@
 """``wspace audit generated=<zoo> zoo=<zoo> task=<name> out=<dir> [reference=<zoo>]``.
 
-Optional keys (``configs/audit.yaml``; null keeps :func:`wspace.audit.audit`'s default):
+Optional keys (``configs/audit/audit.yaml``; null keeps :func:`wspace.audit.audit`'s default):
 ``shortlist``, ``exact``, ``keep``, ``max_reference``, ``n_baseline``, ``probe_size``, ``probe_noise``.
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ def available(d: Path) -> list[str]:
 
 
 def main(cfg: Any) -> int:
-    """Entry point of ``wspace bench`` (config ``configs/bench.yaml``)."""
+    """Entry point of ``wspace bench`` (config ``configs/bench/bench.yaml``)."""
     d = benchmark_dir(cfg.get("dir"))
     name = str(cfg.name)
     if name not in available(d):

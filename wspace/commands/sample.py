@@ -59,7 +59,7 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
 
 
 def main(cfg: Any) -> dict[str, torch.Tensor]:
-    """Entry point of ``wspace sample`` (config ``configs/sample.yaml``)."""
+    """Entry point of ``wspace sample`` (config ``configs/sample/sample.yaml``)."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     n = int(get("n", 16))
     seed = int(get("seed", 0) or 0)

@@ -1,6 +1,6 @@
 """``wspace train``: fit a task module on a zoo with Lightning, resume, test, write metrics.
 
-``main(cfg)`` is the CLI target (the composed ``configs/train.yaml``); :func:`fit` is
+``main(cfg)`` is the CLI target (the composed ``configs/train/train.yaml``); :func:`fit` is
 the same from Python::
 
     from wspace.commands.train import fit

@@ -1,7 +1,7 @@
 """``wspace zoo build zoo=<preset> out=<dir> [size=small] [seed=0] [device=cpu]``: train a
 population of small networks and write it as a native zoo (:func:`datasets_zoo.build.build_zoo`).
 
-Config: ``configs/zoo_build.yaml``; preset values are overridden as ``zoo.<key>=...``.
+Config: ``configs/zoo_build/zoo_build.yaml``; preset values are overridden as ``zoo.<key>=...``.
 """
 from __future__ import annotations
 
