@@ -180,6 +180,49 @@ def test_multirun_sweeps(probe, tmp_path, monkeypatch):
     assert got == [(3, "cnn"), (3, "mlp"), (5, "cnn"), (5, "mlp")]
 
 
+@pytest.mark.parametrize("words", [["probe"], ["zoo", "probe"]], ids=["one-word", "two-word"])
+@pytest.mark.parametrize("order", ["flag-first", "flag-middle", "flag-last", "before-subcommand"])
+def test_multirun_flag_anywhere(probe, tmp_path, monkeypatch, words, order):
+    """`-m` where Hydra users write it: first, among the overrides, last, even before the subcommand."""
+    calls = probe("info")
+    monkeypatch.setitem(cli.SUBCOMMANDS, " ".join(words), ("info", "wspace_probe_target:main", "test probe"))
+    monkeypatch.chdir(tmp_path)
+    over = ["width=3,5", "arch=mlp,cnn"]
+    argv = {"flag-first": [*words, "-m", *over], "flag-middle": [*words, over[0], "--multirun", over[1]],
+            "flag-last": [*words, *over, "-m"], "before-subcommand": ["-m", *words, *over]}[order]
+    assert cli.main(argv) == 0
+    assert sorted((c.width, c.arch) for c, _ in calls) == [(3, "cnn"), (3, "mlp"), (5, "cnn"), (5, "mlp")]
+
+
+@pytest.mark.parametrize("words", [["info"], ["zoo", "build"]], ids=["one-word", "two-word"])
+def test_print_flags_anywhere(words, capsys):
+    """--cfg job, --help and --info print without running, wherever they stand."""
+    over = ["seed=7"] if words == ["info"] else ["zoo=digits-tasks", "out=/nowhere", "seed=7"]
+    assert cli.main([*words, *over[:1], "--cfg", "job", *over[1:]]) == 0
+    assert "seed: 7" in capsys.readouterr().out
+    assert cli.main(["--cfg", "job", *words, *over]) == 0
+    assert "seed: 7" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:  # Hydra exits after printing the help
+        cli.main([*words, over[0], "--help", *over[1:]])
+    assert exc.value.code == 0
+    assert f"wspace {' '.join(words)}: " in capsys.readouterr().out
+    assert cli.main([*words, "--info", "searchpath", *over]) == 0
+    assert "common" in capsys.readouterr().out  # the shared configs/common/ entry is on the search path
+
+
+def test_conflicting_mode_flags_are_a_usage_error(capsys):
+    assert cli.main(["zoo", "build", "-m", "zoo=digits-tasks", "--cfg", "job"]) == 2
+    assert "use only one of --cfg, --multirun" in capsys.readouterr().err
+    assert cli.main(["-m"]) == 2
+
+
+def test_hydra_order_keeps_flag_values():
+    assert cli.hydra_order(["a=1", "--cfg", "job", "b=2", "-p", "x", "-m"]) == ["--cfg", "job", "-p", "x", "-m",
+                                                                             "a=1", "b=2"]
+    assert cli.hydra_order(["a=1", "--info", "b=2"]) == ["--info", "a=1", "b=2"]  # --info without a topic
+    assert cli.hydra_order(["--info", "defaults", "a=1"]) == ["--info", "defaults", "a=1"]
+
+
 def test_missing_required_value_is_one_clean_line(probe, tmp_path, monkeypatch, capsys):
     calls = probe("zoo_build")
     monkeypatch.chdir(tmp_path)

@@ -40,6 +40,15 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
 
 # Hydra flags that only print something: they work even for an unavailable subcommand.
 _INFO_FLAGS = frozenset({"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"})
+# Hydra's flags that take a value (the next argument, or `--flag=value`); `--info` takes one only
+# from its choices. Every other argument starting with '-' is a flag on its own.
+_VALUE_FLAGS = frozenset({"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                          "-cd", "--config-dir", "--experimental-rerun"})
+_INFO_TOPICS = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
+# the flags that choose Hydra's mode: at most one of them per run
+_MODE_FLAGS = {"-r": "--run", "--run": "--run", "-m": "--multirun", "--multirun": "--multirun", "-c": "--cfg",
+               "--cfg": "--cfg", "-i": "--info", "--info": "--info", "-sc": "--shell-completion",
+               "--shell-completion": "--shell-completion"}
 EXIT_UNAVAILABLE = 2
 EXIT_USAGE = 2
 
@@ -158,6 +167,29 @@ def _make_task(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], None]:
     return task
 
 
+def hydra_order(args: Sequence[str]) -> list[str]:
+    """``args`` with Hydra's flags (and their values) first and the overrides after them.
+
+    Hydra reads its overrides as one run of positional arguments, so ``a=1 -m b=2`` would
+    leave ``b=2`` unrecognized; here a flag may stand anywhere among the overrides
+    (``wspace zoo build -m zoo=x seed=0,1``, ``... seed=0,1 --cfg job``, ``... -m a=1 --help``).
+    """
+    flags, overrides = [], []
+    it = iter(range(len(args)))
+    for i in it:
+        a = args[i]
+        if not a.startswith("-") or a == "-":
+            overrides.append(a)
+            continue
+        flags.append(a)
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        takes = a in _VALUE_FLAGS or (a in ("-i", "--info") and nxt in _INFO_TOPICS)
+        if takes and nxt is not None:
+            flags.append(nxt)
+            next(it, None)
+    return [*flags, *overrides]
+
+
 def run_subcommand(name: str, args: Sequence[str]) -> int:
     """Run subcommand ``name`` with Hydra command-line ``args`` (overrides and flags)."""
     config_name, target, _ = SUBCOMMANDS[name]
@@ -177,7 +209,12 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
 
     app = hydra.main(version_base=None, config_path=app_config_path(config_name), config_name=config_name)(_make_task(name, fn))
     saved = sys.argv
-    sys.argv = [f"wspace {name}", *with_common(args)]  # Hydra parses sys.argv; argv[0] names the program in its messages
+    ordered = hydra_order(args)
+    modes = sorted({_MODE_FLAGS[a] for a in ordered if a in _MODE_FLAGS})
+    if len(modes) > 1:  # Hydra would raise a bare ValueError with a traceback
+        return _usage_error(f"use only one of {', '.join(modes)} with 'wspace {name}' (each chooses what the run does)")
+    # Hydra parses sys.argv; argv[0] names the program in its messages
+    sys.argv = [f"wspace {name}", *with_common(ordered)]
     try:
         app()
     except HydraException as e:  # Hydra reports run-time errors itself; this catches --help's composition errors
@@ -200,7 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[0] in ("-V", "--version"):
         print(f"wspace {_version()}")
         return 0
+    lead = []  # Hydra flags written before the subcommand (`wspace -m info arch=mlp,cnn`) go after it
+    while argv and argv[0] in ("-m", "--multirun", "--resolve", "-r", "--run", "--cfg", "-c", "--info", "-i"):
+        lead.append(argv.pop(0))
+        if lead[-1] in ("--cfg", "-c") and argv or lead[-1] in ("--info", "-i") and argv and argv[0] in _INFO_TOPICS:
+            lead.append(argv.pop(0))
+    if lead and not argv:
+        return _usage_error(f"{' '.join(lead)} needs a subcommand. Run 'wspace --help'.")
     name, rest = _match(argv)
+    rest = [*lead, *rest]
     if name is None:
         if argv[0].startswith("-"):
             return _usage_error(f"unknown option '{argv[0]}'. Run 'wspace --help'.")
