@@ -92,6 +92,25 @@ def test_line_reporter_prints_at_most_every_interval():
     assert out.getvalue().splitlines() == ["zoo x: c [0:10]", "zoo x: e [0:15]"]
 
 
+@pytest.mark.parametrize("every", [3600, 0])
+def test_line_progress_prints_a_line_per_epoch_and_per_interval(tmp_path, every):
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    out = io.StringIO()
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+                        callbacks=[LineProgress("boring", every=every, stream=out)], accelerator="cpu")
+    trainer.fit(BoringModel())
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and lines[0].startswith("boring: fitting from epoch 1 step 0 (up to 2 epochs")
+    ends = [ln for ln in lines if ln.startswith(("boring: epoch 1/2 step 3", "boring: epoch 2/2 step 6"))]
+    if every:  # the start line and one line per epoch, nothing per batch
+        assert len(lines) == 1 + 2 and len(ends) == 2
+    else:  # also a line after every batch
+        assert len(lines) == 1 + 2 * 3 + 2 and len(ends) == 4
+
+
 def test_zoo_build_progress_off_a_terminal_is_a_line_per_chunk(capsys):
     bar = Progress(6, "zoo t", enabled=True)  # pytest's captured stderr is not a terminal
     for chunk in range(3):
