@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping
 import torch
 
 from wspace.devices import trainer_device
+from wspace.progress import progress_callbacks
 from wspace.schedules import warmup_cosine_factor
 
 __all__ = ["RandomBatches", "random_batches", "cosine_schedule", "stage_trainer_kwargs", "fit_stage"]
@@ -72,8 +73,10 @@ def fit_stage(module: Any, stage: str, out: Path, steps: int, loader: Any, train
     kw["log_every_n_steps"] = max(1, min(int(kw.get("log_every_n_steps") or 10), steps))
     ckdir = out / "checkpoints" / stage
     cb = ModelCheckpoint(dirpath=ckdir, save_last=True, every_n_train_steps=max(1, every), save_top_k=0)
+    # a live bar on a terminal, a line every few seconds elsewhere (wspace.progress)
+    bars = progress_callbacks(kw["enable_progress_bar"], name=stage)
     trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=CSVLogger(str(out / "logs"), name=stage, version=0),
-                        callbacks=[cb], enable_model_summary=False, default_root_dir=str(out),
+                        callbacks=[cb, *bars], enable_model_summary=False, default_root_dir=str(out),
                         num_sanity_val_steps=0, **kw)
     last = ckdir / "last.ckpt"
     # resuming reads our own Lightning checkpoint (written by this function) from `out`

@@ -88,7 +88,7 @@ def build_zoo(
         device: torch device for training.
         overrides: nested dict merged into the preset after the size.
         chunk_size: networks per vectorized chunk (default: the preset's).
-        progress: show a tqdm progress bar.
+        progress: show progress (a tqdm bar on a terminal, a line per chunk otherwise; see :mod:`.progress`).
         on_chunk_done: called with the chunk index after each trained chunk is written.
 
     Returns:

@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 from wspace.config import app_config_path, with_common
 
+from .quiet import quiet_third_party
+
 # name (words after `wspace`) -> (primary config, implementation "module:function", help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "quickstart": (
@@ -204,6 +206,7 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
         print(f"note: {msg}", file=sys.stderr)
         fn = lambda cfg: None  # noqa: E731  (never called: info flags do not run the job)
 
+    quiet_third_party()  # known-harmless third-party warnings and tips: hidden for the CLI only
     import hydra
     from hydra.errors import HydraException
 

@@ -34,6 +34,7 @@ from wspace.config import compose_config, group_options
 from wspace.config import to_plain as plain
 from wspace.devices import trainer_device
 from wspace.errors import WeightSpaceError
+from wspace.progress import fitting_log_interval, progress_callbacks
 from wspace.tasks import WeightSpaceTask, resolve_encoder
 
 __all__ = ["DATA_KEYS", "RUN_KEYS", "main", "run", "fit", "build", "augment_from_config", "encoder_config",
@@ -237,8 +238,12 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     on_exc = _SaveOnInterrupt(ckpt_dir / "last.ckpt")  # Ctrl-C / SIGTERM mid-epoch still leaves last.ckpt
     kw = _trainer_kwargs(cfg, task)
     kw.setdefault("enable_model_summary", False)
+    # log at least once an epoch (Lightning warns otherwise); a bar on a terminal, else a line per epoch
+    kw["log_every_n_steps"] = fitting_log_interval(kw.get("log_every_n_steps"), dm.train_dataloader())
+    kw["enable_progress_bar"] = bool(kw.get("enable_progress_bar", True))
+    bars = progress_callbacks(kw["enable_progress_bar"], name="wspace train", others=callbacks)
     trainer = L.Trainer(**kw, default_root_dir=str(out), logger=CSVLogger(str(out), name="logs"),
-                        callbacks=[ckpt, last_ckpt, stop, on_exc, *callbacks])
+                        callbacks=[ckpt, last_ckpt, stop, on_exc, *bars, *callbacks])
 
     last = ckpt_dir / "last.ckpt"
     resume = last if (bool(cfg.get("resume", True)) and last.is_file() and not trainer.fast_dev_run) else None
