@@ -258,22 +258,24 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     })
     with atomic_write(out / "metrics.json") as f:
         json.dump(metrics, f, indent=2)
-    _draw_curves(out)
+    drawn = _draw_curves(out)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in test.items())
     print(f"wspace train: {_task_label(task)} / {enc['_target_']}: {shown}")
-    print(f"wspace train: outputs in {out} (metrics.json, curves.png, checkpoints/, logs/)")
+    print(f"wspace train: outputs in {out} (metrics.json, {'curves.png, ' if drawn else ''}checkpoints/, logs/)")
     return metrics
 
 
-def _draw_curves(out: Path) -> None:
-    """``out/curves.png`` from the run's CSV logs (:func:`wspace.curves.plot_curves`); a run
-    that logged nothing (e.g. ``trainer=debug``) gets a note instead."""
+def _draw_curves(out: Path) -> bool:
+    """Draw ``out/curves.png`` from the run's CSV logs (:func:`wspace.curves.plot_curves`);
+    a run that logged nothing (e.g. ``trainer=debug``) gets a note instead. Returns whether drawn."""
     from wspace.curves import plot_curves
 
     try:
         plot_curves(out)
     except WeightSpaceError as e:
         print(f"wspace train: note: no curves.png ({e})")
+        return False
+    return True
 
 
 def fit(task: str, encoder: str | Mapping[str, Any], zoo: Any, out: str | os.PathLike, *, seed: int = 0,
