@@ -1,8 +1,10 @@
 """Fitting one training stage of a generator with Lightning: a fixed number of steps over
 endless random mini-batches of in-memory tensors, resumable checkpoints, CSV logs.
 
-``fit_stage`` writes ``out/checkpoints/<stage>/last.ckpt`` (every ``every`` steps; a rerun
-resumes from it) and ``out/logs/<stage>/version_0/metrics.csv``. The device comes from
+``fit_stage`` writes ``out/checkpoints/<stage>/last.ckpt`` (every ``every`` steps, and when
+interrupted by Ctrl-C or SIGTERM, see :class:`wspace.checkpoints.SaveOnInterrupt`; a rerun
+resumes from it) and ``out/logs/<stage>/version_<k>/metrics.csv`` (``version_0`` for the first
+run, one more per resumed run: Lightning's CSV logger would overwrite a reused version). The device comes from
 ``wspace.devices.trainer_device`` when the Trainer arguments leave the accelerator on
 ``auto``, as ``wspace train`` does for encoders.
 """
@@ -14,6 +16,7 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from wspace.checkpoints import AtomicCheckpointIO, SaveOnInterrupt
 from wspace.devices import trainer_device
 from wspace.progress import progress_callbacks
 from wspace.schedules import warmup_cosine_factor
@@ -73,11 +76,13 @@ def fit_stage(module: Any, stage: str, out: Path, steps: int, loader: Any, train
     kw["log_every_n_steps"] = max(1, min(int(kw.get("log_every_n_steps") or 10), steps))
     ckdir = out / "checkpoints" / stage
     cb = ModelCheckpoint(dirpath=ckdir, save_last=True, every_n_train_steps=max(1, every), save_top_k=0)
+    last = ckdir / "last.ckpt"
+    on_exc = SaveOnInterrupt(last)  # Ctrl-C / SIGTERM mid-stage still leaves a resumable last.ckpt
+    kw.setdefault("plugins", [AtomicCheckpointIO()])  # a run killed while saving keeps its previous checkpoint
     # a live bar on a terminal, a line every few seconds elsewhere (wspace.progress)
     bars = progress_callbacks(kw["enable_progress_bar"], name=stage)
-    trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=CSVLogger(str(out / "logs"), name=stage, version=0),
-                        callbacks=[cb, *bars], enable_model_summary=False, default_root_dir=str(out),
+    trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=CSVLogger(str(out / "logs"), name=stage),
+                        callbacks=[cb, on_exc, *bars], enable_model_summary=False, default_root_dir=str(out),
                         num_sanity_val_steps=0, **kw)
-    last = ckdir / "last.ckpt"
     # resuming reads our own Lightning checkpoint (written by this function) from `out`
     trainer.fit(module, loader, ckpt_path=str(last) if last.is_file() else None)

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from datasets_zoo import Zoo, get_task
+from wspace import interrupt
 from wspace.audit import audit
 from wspace.errors import WeightSpaceError
 
@@ -26,6 +27,7 @@ def _open(path: Any, what: str) -> Zoo:
 
 def main(cfg: Any) -> Any:
     """Run the audit described by ``cfg`` (keys generated, zoo, task, reference, out, seed)."""
+    interrupt.set_resume_hint("the audit keeps no partial results", resumable=False)
     gen, train = _open(cfg.generated, "generated"), _open(cfg.zoo, "zoo")
     ref = _open(cfg.reference, "reference") if cfg.get("reference") else None
     task = get_task(str(cfg.task)) if cfg.get("task") else None

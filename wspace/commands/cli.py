@@ -18,6 +18,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from wspace.config import app_config_path, with_common
+from wspace.interrupt import interruptible
 
 from .quiet import quiet_third_party
 
@@ -38,6 +39,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("audit", "wspace.commands.audit:main", "Measure accuracy, novelty and memorization of generated networks."),
     "bench": ("bench", "wspace.commands.bench:main", "Run a benchmark and write its results table."),
     "info": ("info", "wspace.commands.info:main", "Print versions, or the spec of a built-in example architecture."),
+    "plot": ("plot", "wspace.commands.plot:main", "Redraw the training curves (curves.png) of a wspace train run."),
 }
 
 # Hydra flags that only print something: they work even for an unavailable subcommand.
@@ -157,7 +159,9 @@ def _make_task(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], None]:
                   file=sys.stderr)
             sys.exit(EXIT_USAGE)
         try:
-            fn(cfg)
+            # SIGINT / SIGTERM: stop within a step, one line on how to resume, exit 130 / 143
+            with interruptible(f"wspace {name}", exit_now=True):
+                fn(cfg)
         except WeightSpaceError as e:  # the library's user-facing errors: one line, no traceback
             print(f"wspace {name}: error: {e}", file=sys.stderr)
             sys.exit(1)
@@ -195,6 +199,10 @@ def hydra_order(args: Sequence[str]) -> list[str]:
 def run_subcommand(name: str, args: Sequence[str]) -> int:
     """Run subcommand ``name`` with Hydra command-line ``args`` (overrides and flags)."""
     config_name, target, _ = SUBCOMMANDS[name]
+    if name == "plot":  # `wspace plot <run dir>` means `wspace plot run=<dir>`
+        from .plot import translate_args
+
+        args = translate_args(args)
     info_only = any(a.split("=", 1)[0] in _INFO_FLAGS for a in args)
     try:
         fn = load_target(target)

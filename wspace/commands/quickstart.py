@@ -154,6 +154,9 @@ def main(cfg: Any) -> dict[str, Any]:
     """Entry point of ``wspace quickstart`` (config ``configs/quickstart/quickstart.yaml``)."""
     from omegaconf import OmegaConf
 
+    from wspace import interrupt
+
+    interrupt.set_resume_hint(f"finished stages and checkpoints in {cfg.out} are reused")
     overrides = OmegaConf.to_container(cfg.get("quickstart") or {}, resolve=True)
     return run_quickstart(str(cfg.out), seed=int(cfg.seed), device=str(cfg.device),
                           progress=bool(cfg.get("progress", True)), config=overrides)

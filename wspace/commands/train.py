@@ -13,7 +13,8 @@ The task, encoder and augmentation are chosen by their configs' ``_target_``
 
 Outputs under ``out``: ``checkpoints/`` (``last.ckpt`` every epoch, the best one by
 the task's monitored validation metric), ``logs/version_*/metrics.csv`` (CSV
-logger), ``config.yaml`` (the resolved config) and ``metrics.json`` (test metrics of
+logger), ``curves.png`` (the logged metrics, :func:`wspace.curves.plot_curves`),
+``config.yaml`` (the resolved config) and ``metrics.json`` (test metrics of
 the best checkpoint, plus run facts). Rerunning with the same ``out`` resumes from
 ``checkpoints/last.ckpt`` (``resume=false`` starts over).
 """
@@ -25,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from datasets_zoo import Zoo
 from datasets_zoo.datamodule import ZooDataModule
+from wspace import interrupt
+from wspace.checkpoints import AtomicCheckpointIO, SaveOnInterrupt
 from wspace.config import compose_config, group_options
 from wspace.config import to_plain as plain
 from wspace.devices import trainer_device
@@ -79,20 +79,6 @@ def task_class(task: Mapping[str, Any]) -> type[WeightSpaceTask]:
 
 def _task_label(task: Mapping[str, Any]) -> str:
     return str(task.get("name") or str(task.get("_target_", "?")).rsplit(".", 1)[-1])
-
-
-class _SaveOnInterrupt(Callback):
-    """Write ``last.ckpt`` when fitting is interrupted (Ctrl-C, SIGTERM), so that a rerun
-    resumes mid-epoch. Other exceptions (bugs, NaNs) leave the last end-of-epoch
-    checkpoint alone."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.training \
-                and not trainer.fast_dev_run:
-            trainer.save_checkpoint(str(self.path))
 
 
 def main(cfg: Any) -> dict | Any:
@@ -235,13 +221,15 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                 enable_version_counter=False)
     stop = EarlyStopping(monitor=monitor, mode=mode, patience=int(task.get("patience", 10)))
-    on_exc = _SaveOnInterrupt(ckpt_dir / "last.ckpt")  # Ctrl-C / SIGTERM mid-epoch still leaves last.ckpt
+    on_exc = SaveOnInterrupt(ckpt_dir / "last.ckpt")  # Ctrl-C / SIGTERM mid-epoch still leaves last.ckpt
+    interrupt.set_resume_hint(f"checkpoint {ckpt_dir / 'last.ckpt'}")
     kw = _trainer_kwargs(cfg, task)
     kw.setdefault("enable_model_summary", False)
     # log at least once an epoch (Lightning warns otherwise); a bar on a terminal, else a line per epoch
     kw["log_every_n_steps"] = fitting_log_interval(kw.get("log_every_n_steps"), dm.train_dataloader())
     kw["enable_progress_bar"] = bool(kw.get("enable_progress_bar", True))
     bars = progress_callbacks(kw["enable_progress_bar"], name="wspace train", others=callbacks)
+    kw.setdefault("plugins", [AtomicCheckpointIO()])  # a run killed while saving keeps its previous checkpoint
     trainer = L.Trainer(**kw, default_root_dir=str(out), logger=CSVLogger(str(out), name="logs"),
                         callbacks=[ckpt, last_ckpt, stop, on_exc, *bars, *callbacks])
 
@@ -275,10 +263,24 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     })
     with atomic_write(out / "metrics.json") as f:
         json.dump(metrics, f, indent=2)
+    drawn = _draw_curves(out)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in test.items())
     print(f"wspace train: {_task_label(task)} / {enc['_target_']}: {shown}")
-    print(f"wspace train: outputs in {out} (metrics.json, checkpoints/, logs/)")
+    print(f"wspace train: outputs in {out} (metrics.json, {'curves.png, ' if drawn else ''}checkpoints/, logs/)")
     return metrics
+
+
+def _draw_curves(out: Path) -> bool:
+    """Draw ``out/curves.png`` from the run's CSV logs (:func:`wspace.curves.plot_curves`);
+    a run that logged nothing (e.g. ``trainer=debug``) gets a note instead. Returns whether drawn."""
+    from wspace.curves import plot_curves
+
+    try:
+        plot_curves(out)
+    except WeightSpaceError as e:
+        print(f"wspace train: note: no curves.png ({e})")
+        return False
+    return True
 
 
 def fit(task: str, encoder: str | Mapping[str, Any], zoo: Any, out: str | os.PathLike, *, seed: int = 0,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from wspace import interrupt
 from wspace.config import group_options, to_plain
+from wspace.curves import find_logs, plot_curves
 from wspace.errors import WeightSpaceError
 
 if TYPE_CHECKING:
@@ -42,8 +44,16 @@ def main(cfg: Any) -> "WeightGenerator":
     trainer = dict(to_plain(get("trainer")) or {})
     progress = bool(trainer.get("enable_progress_bar", True))
     out = str(get("out"))
+    interrupt.set_resume_hint(f"finished stages in {out}/stages, checkpoints in {out}/checkpoints")
     pipe = cls.train(str(get("zoo")), out, gen, seed=int(get("seed", 0) or 0),
                      device=str(get("device", "cpu") or "cpu"), trainer=trainer, progress=progress)
-    print(f"trained {pipe!r}; pipeline saved to {out}/{PIPELINE_DIR} "
+    curves = None
+    if find_logs(out):  # Lightning-trained stages: their CSV logs as out/curves.png (wspace.curves)
+        try:
+            curves = plot_curves(out)
+        except WeightSpaceError as e:
+            print(f"wspace train: note: no curves.png ({e})")
+    shown = "" if curves is None else f", curves in {curves}"
+    print(f"trained {pipe!r}; pipeline saved to {out}/{PIPELINE_DIR}{shown} "
           f"(sample with: wspace sample checkpoint={out} task=<name> out=<dir>)")
     return pipe

@@ -10,6 +10,7 @@ from typing import Any
 
 from datasets_zoo import Zoo
 from datasets_zoo.build import build_zoo
+from wspace import interrupt
 from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
@@ -28,6 +29,7 @@ def main(cfg: Any) -> Path:
     size = cfg.get("size", None) or (zoo.pop("size", None) if isinstance(zoo, dict) else None) or "full"
     if isinstance(zoo, dict):
         zoo.pop("size", None)
+    interrupt.set_resume_hint(f"the networks already written to {cfg.get('out')} are kept")
     out = build_zoo(
         zoo, cfg.get("out"), size=str(size), seed=int(cfg.get("seed", 0) or 0),
         device=str(cfg.get("device", "cpu") or "cpu"), chunk_size=cfg.get("chunk_size"),
