@@ -84,5 +84,5 @@ def fit_stage(module: Any, stage: str, out: Path, steps: int, loader: Any, train
     trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=CSVLogger(str(out / "logs"), name=stage),
                         callbacks=[cb, on_exc, *bars], enable_model_summary=False, default_root_dir=str(out),
                         num_sanity_val_steps=0, **kw)
-    # resuming reads our own Lightning checkpoint (written by this function) from `out`
-    trainer.fit(module, loader, ckpt_path=str(last) if last.is_file() else None)
+    # resuming reads our own Lightning checkpoint (written by this function) from `out`, never unpickling
+    trainer.fit(module, loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)

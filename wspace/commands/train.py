@@ -242,7 +242,7 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
             old.unlink()
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
     except RuntimeError as e:
         if resume is not None and ("state_dict" in str(e) or "size mismatch" in str(e)):
             raise WeightSpaceError(f"cannot resume: the checkpoint belongs to a different model ({e}); "
@@ -250,7 +250,7 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
         raise
     fit_s = time.perf_counter() - t0
     best = ckpt.best_model_path if ckpt.best_model_path and Path(ckpt.best_model_path).is_file() else None
-    results = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    results = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
     test = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics: dict[str, Any] = dict(sorted(test.items()))
     metrics.update({
