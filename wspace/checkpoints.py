@@ -80,4 +80,4 @@ class SaveOnInterrupt(Callback):
         started = self.polling
         self._stop_polling()
         if is_interrupt(exception) and started and trainer.state.fn == "fit" and not trainer.fast_dev_run:
-            trainer.save_checkpoint(str(self.path))
+            trainer.save_checkpoint(str(self.path), weights_only=False)  # the full state: a resume continues
