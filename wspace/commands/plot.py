@@ -6,7 +6,6 @@ the Hydra override before Hydra parses the command line.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,12 +15,18 @@ from wspace.errors import WeightSpaceError
 __all__ = ["main", "translate_args"]
 
 
+# Hydra flags whose next argument is their value, not the run directory
+_FLAG_VALUES = frozenset({"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                          "-cd", "--config-dir", "--experimental-rerun", "-i", "--info"})
+
+
 def translate_args(args: Sequence[str]) -> list[str]:
-    """``[<existing dir>, ...]`` -> ``["run=<dir>", ...]``: a lone positional argument that is
-    an existing directory (and no ``run=`` given) is the run; everything else is unchanged."""
+    """``[<dir>, ...]`` -> ``["run=<dir>", ...]``: a lone positional argument (not an override,
+    not a flag's value, and no ``run=`` given) is the run directory; everything else is unchanged."""
     args = list(args)
-    positional = [i for i, a in enumerate(args) if not a.startswith("-") and "=" not in a]
-    if len(positional) == 1 and not any(a.startswith("run=") for a in args) and os.path.isdir(args[positional[0]]):
+    positional = [i for i, a in enumerate(args) if not a.startswith("-") and "=" not in a
+                  and not (i > 0 and args[i - 1] in _FLAG_VALUES)]
+    if len(positional) == 1 and not any(a.startswith("run=") for a in args):
         args[positional[0]] = f"run={args[positional[0]]}"
     return args
 
