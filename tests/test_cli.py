@@ -14,6 +14,7 @@ import yaml
 
 import wspace
 from wspace.commands import cli, info
+from wspace.commands.hydra_args import hydra_order
 from wspace.config import compose_config, config_dir
 from wspace.spec import WeightSpaceSpec, spec_from_module
 
@@ -217,10 +218,10 @@ def test_conflicting_mode_flags_are_a_usage_error(capsys):
 
 
 def test_hydra_order_keeps_flag_values():
-    assert cli.hydra_order(["a=1", "--cfg", "job", "b=2", "-p", "x", "-m"]) == ["--cfg", "job", "-p", "x", "-m",
+    assert hydra_order(["a=1", "--cfg", "job", "b=2", "-p", "x", "-m"]) == ["--cfg", "job", "-p", "x", "-m",
                                                                              "a=1", "b=2"]
-    assert cli.hydra_order(["a=1", "--info", "b=2"]) == ["--info", "a=1", "b=2"]  # --info without a topic
-    assert cli.hydra_order(["--info", "defaults", "a=1"]) == ["--info", "defaults", "a=1"]
+    assert hydra_order(["a=1", "--info", "b=2"]) == ["--info", "a=1", "b=2"]  # --info without a topic
+    assert hydra_order(["--info", "defaults", "a=1"]) == ["--info", "defaults", "a=1"]
 
 
 def test_missing_required_value_is_one_clean_line(probe, tmp_path, monkeypatch, capsys):

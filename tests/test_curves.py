@@ -92,7 +92,7 @@ def test_plot_positional_argument_is_the_run_even_when_missing(tmp_path, capsys)
     from wspace.commands.plot import translate_args
 
     assert translate_args(["nowhere"]) == ["run=nowhere"]
-    assert translate_args(["d", "--cfg", "job"]) == ["run=d", "--cfg", "job"]  # a flag's value is not the run
+    assert translate_args(["d", "--cfg", "job"]) == ["--cfg", "job", "run=d"]  # a flag's value is not the run
     assert translate_args(["run=a", "b=1"]) == ["run=a", "b=1"]
     with pytest.raises(SystemExit) as exc:
         cli.main(["plot", str(tmp_path / "missing")])

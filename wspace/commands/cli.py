@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from wspace.config import app_config_path, with_common
 from wspace.interrupt import interruptible
 
+from .hydra_args import INFO_FLAGS, INFO_TOPICS, MODE_FLAGS, hydra_order
 from .quiet import quiet_third_party
 
 # name (words after `wspace`) -> (primary config, implementation "module:function", help)
@@ -42,17 +43,6 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "plot": ("plot", "wspace.commands.plot:main", "Redraw the training curves (curves.png) of a wspace train run."),
 }
 
-# Hydra flags that only print something: they work even for an unavailable subcommand.
-_INFO_FLAGS = frozenset({"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"})
-# Hydra's flags that take a value (the next argument, or `--flag=value`); `--info` takes one only
-# from its choices. Every other argument starting with '-' is a flag on its own.
-_VALUE_FLAGS = frozenset({"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
-                          "-cd", "--config-dir", "--experimental-rerun"})
-_INFO_TOPICS = frozenset({"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"})
-# the flags that choose Hydra's mode: at most one of them per run
-_MODE_FLAGS = {"-r": "--run", "--run": "--run", "-m": "--multirun", "--multirun": "--multirun", "-c": "--cfg",
-               "--cfg": "--cfg", "-i": "--info", "--info": "--info", "-sc": "--shell-completion",
-               "--shell-completion": "--shell-completion"}
 EXIT_UNAVAILABLE = 2
 EXIT_USAGE = 2
 
@@ -173,29 +163,6 @@ def _make_task(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], None]:
     return task
 
 
-def hydra_order(args: Sequence[str]) -> list[str]:
-    """``args`` with Hydra's flags (and their values) first and the overrides after them.
-
-    Hydra reads its overrides as one run of positional arguments, so ``a=1 -m b=2`` would
-    leave ``b=2`` unrecognized; here a flag may stand anywhere among the overrides
-    (``wspace zoo build -m zoo=x seed=0,1``, ``... seed=0,1 --cfg job``, ``... -m a=1 --help``).
-    """
-    flags, overrides = [], []
-    it = iter(range(len(args)))
-    for i in it:
-        a = args[i]
-        if not a.startswith("-") or a == "-":
-            overrides.append(a)
-            continue
-        flags.append(a)
-        nxt = args[i + 1] if i + 1 < len(args) else None
-        takes = a in _VALUE_FLAGS or (a in ("-i", "--info") and nxt in _INFO_TOPICS)
-        if takes and nxt is not None:
-            flags.append(nxt)
-            next(it, None)
-    return [*flags, *overrides]
-
-
 def run_subcommand(name: str, args: Sequence[str]) -> int:
     """Run subcommand ``name`` with Hydra command-line ``args`` (overrides and flags)."""
     config_name, target, _ = SUBCOMMANDS[name]
@@ -203,7 +170,7 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
         from .plot import translate_args
 
         args = translate_args(args)
-    info_only = any(a.split("=", 1)[0] in _INFO_FLAGS for a in args)
+    info_only = any(a.split("=", 1)[0] in INFO_FLAGS for a in args)
     try:
         fn = load_target(target)
     except SubcommandUnavailable as e:
@@ -221,7 +188,7 @@ def run_subcommand(name: str, args: Sequence[str]) -> int:
     app = hydra.main(version_base=None, config_path=app_config_path(config_name), config_name=config_name)(_make_task(name, fn))
     saved = sys.argv
     ordered = hydra_order(args)
-    modes = sorted({_MODE_FLAGS[a] for a in ordered if a in _MODE_FLAGS})
+    modes = sorted({MODE_FLAGS[a] for a in ordered if a in MODE_FLAGS})
     if len(modes) > 1:  # Hydra would raise a bare ValueError with a traceback
         return _usage_error(f"use only one of {', '.join(modes)} with 'wspace {name}' (each chooses what the run does)")
     # Hydra parses sys.argv; argv[0] names the program in its messages
@@ -251,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lead = []  # Hydra flags written before the subcommand (`wspace -m info arch=mlp,cnn`) go after it
     while argv and argv[0] in ("-m", "--multirun", "--resolve", "-r", "--run", "--cfg", "-c", "--info", "-i"):
         lead.append(argv.pop(0))
-        if lead[-1] in ("--cfg", "-c") and argv or lead[-1] in ("--info", "-i") and argv and argv[0] in _INFO_TOPICS:
+        if lead[-1] in ("--cfg", "-c") and argv or lead[-1] in ("--info", "-i") and argv and argv[0] in INFO_TOPICS:
             lead.append(argv.pop(0))
     if lead and not argv:
         return _usage_error(f"{' '.join(lead)} needs a subcommand. Run 'wspace --help'.")

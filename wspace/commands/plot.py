@@ -12,23 +12,19 @@ from typing import Any, Sequence
 from wspace.curves import plot_curves
 from wspace.errors import WeightSpaceError
 
+from .hydra_args import split_flags
+
 __all__ = ["main", "translate_args"]
-
-
-# Hydra flags whose next argument is their value, not the run directory
-_FLAG_VALUES = frozenset({"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
-                          "-cd", "--config-dir", "--experimental-rerun", "-i", "--info"})
 
 
 def translate_args(args: Sequence[str]) -> list[str]:
     """``[<dir>, ...]`` -> ``["run=<dir>", ...]``: a lone positional argument (not an override,
-    not a flag's value, and no ``run=`` given) is the run directory; everything else is unchanged."""
-    args = list(args)
-    positional = [i for i, a in enumerate(args) if not a.startswith("-") and "=" not in a
-                  and not (i > 0 and args[i - 1] in _FLAG_VALUES)]
-    if len(positional) == 1 and not any(a.startswith("run=") for a in args):
-        args[positional[0]] = f"run={args[positional[0]]}"
-    return args
+    not a flag's value, and no ``run=`` given) is the run directory; the rest is kept."""
+    flags, rest = split_flags(args)
+    positional = [i for i, a in enumerate(rest) if "=" not in a]
+    if len(positional) == 1 and not any(a.startswith("run=") for a in rest):
+        rest[positional[0]] = f"run={rest[positional[0]]}"
+    return [*flags, *rest]
 
 
 def main(cfg: Any) -> Path:
