@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from wspace.config import app_config_path, with_common
 from wspace.interrupt import interruptible
 
-from .hydra_args import INFO_FLAGS, INFO_TOPICS, MODE_FLAGS, hydra_order
+from .hydra_args import INFO_FLAGS, MODE_FLAGS, hydra_order, takes_value
 from .quiet import quiet_third_party
 
 # name (words after `wspace`) -> (primary config, implementation "module:function", help)
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lead = []  # Hydra flags written before the subcommand (`wspace -m info arch=mlp,cnn`) go after it
     while argv and argv[0] in ("-m", "--multirun", "--resolve", "-r", "--run", "--cfg", "-c", "--info", "-i"):
         lead.append(argv.pop(0))
-        if lead[-1] in ("--cfg", "-c") and argv or lead[-1] in ("--info", "-i") and argv and argv[0] in INFO_TOPICS:
+        if takes_value(lead[-1], argv[0] if argv else None):
             lead.append(argv.pop(0))
     if lead and not argv:
         return _usage_error(f"{' '.join(lead)} needs a subcommand. Run 'wspace --help'.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["INFO_FLAGS", "VALUE_FLAGS", "INFO_TOPICS", "MODE_FLAGS", "split_flags", "hydra_order"]
+__all__ = ["INFO_FLAGS", "VALUE_FLAGS", "INFO_TOPICS", "MODE_FLAGS", "takes_value", "split_flags", "hydra_order"]
 
 # Hydra flags that only print something: they work even for an unavailable subcommand.
 INFO_FLAGS = frozenset({"-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"})
@@ -19,6 +19,11 @@ MODE_FLAGS = {"-r": "--run", "--run": "--run", "-m": "--multirun", "--multirun":
               "--shell-completion": "--shell-completion"}
 
 
+def takes_value(flag: str, nxt: str | None) -> bool:
+    """Whether ``nxt`` (the argument after ``flag``, None at the end) is ``flag``'s value."""
+    return nxt is not None and (flag in VALUE_FLAGS or (flag in ("-i", "--info") and nxt in INFO_TOPICS))
+
+
 def split_flags(args: Sequence[str]) -> tuple[list[str], list[str]]:
     """``args`` -> (Hydra's flags with their values, the other arguments), each in order."""
     flags, rest = [], []
@@ -31,7 +36,7 @@ def split_flags(args: Sequence[str]) -> tuple[list[str], list[str]]:
             continue
         flags.append(a)
         nxt = args[i + 1] if i + 1 < len(args) else None
-        if nxt is not None and (a in VALUE_FLAGS or (a in ("-i", "--info") and nxt in INFO_TOPICS)):
+        if takes_value(a, nxt):
             flags.append(nxt)
             i += 1
         i += 1
