@@ -82,7 +82,9 @@ class TokenVAE(nn.Module):
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, kl_weight: float = 1e-6
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Training loss (masked MSE + ``kl_weight`` * KL) with noise augmentation."""
+        """Training loss (masked MSE + ``kl_weight`` * KL) with noise augmentation; the parts
+        hold the detached ``mse`` and ``kl`` and the reconstruction ``recon`` (with its graph,
+        for losses on the decoded networks such as the behaviour loss)."""
         x = tokens * mask  # whatever sits in the padding never reaches the encoder
         if self.training and self.input_noise > 0:
             x = x + self.input_noise * torch.randn_like(x) * mask
@@ -95,4 +97,4 @@ class TokenVAE(nn.Module):
         rec = self.decode(z)
         mse = masked_mse(rec, tokens, mask)
         kl = kl_divergence(mu, logvar)
-        return mse + kl_weight * kl, {"mse": mse.detach(), "kl": kl.detach()}
+        return mse + kl_weight * kl, {"mse": mse.detach(), "kl": kl.detach(), "recon": rec}

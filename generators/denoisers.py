@@ -16,11 +16,14 @@ class's shots). Position embeddings are indexed by ``positions`` (the tokenizer'
 
 Classifier-free guidance: :meth:`TokenDenoiser.forward` takes ``drop`` ``[B]`` (bool);
 dropped rows see learned null condition tokens instead of the task's, and no probe.
+Unconditional denoisers (``set_encoder=None``, e.g. for INR zoos) always see the null tokens.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from wspace.errors import WeightSpaceError
 
 from .conditioning import SetEncoder, sinusoidal
 
@@ -34,7 +37,8 @@ class TokenDenoiser(nn.Module):
         num_tokens, latent_dim: the latent grid ``[T, L]``.
         slots: ``[T]`` long, output unit of each latent token of the last layer, ``-1``
             for every other token.
-        set_encoder: the dataset encoder (its ``num_classes`` is K).
+        set_encoder: the dataset encoder (its ``num_classes`` is K), or None for an
+            unconditional denoiser (then ``num_classes`` gives K, the number of output units).
         d_model, depth, heads, dropout: transformer size.
         positions: ``[T]`` position-embedding index per token (default ``arange(T)``).
         probe_dim: size of the per-token probe features (0: none).
@@ -45,12 +49,13 @@ class TokenDenoiser(nn.Module):
             residual. ``None``: the raw network output (epsilon / v targets).
     """
 
-    def __init__(self, num_tokens: int, latent_dim: int, slots: torch.Tensor, set_encoder: SetEncoder,
+    def __init__(self, num_tokens: int, latent_dim: int, slots: torch.Tensor, set_encoder: SetEncoder | None,
                  d_model: int = 192, depth: int = 4, heads: int = 4, dropout: float = 0.0,
                  positions: torch.Tensor | None = None, probe_dim: int = 0,
-                 alphas_cumprod: torch.Tensor | None = None):
+                 alphas_cumprod: torch.Tensor | None = None, num_classes: int | None = None):
         super().__init__()
-        K = set_encoder.num_classes
+        K = set_encoder.num_classes if set_encoder is not None else int(num_classes or 1)
+        self.num_classes = K
         self.config = dict(num_tokens=num_tokens, latent_dim=latent_dim, d_model=d_model, depth=depth, heads=heads,
                            dropout=dropout, probe_dim=probe_dim)
         self.set_encoder = set_encoder
@@ -70,7 +75,7 @@ class TokenDenoiser(nn.Module):
             self.abar = None
         self.slot = nn.Parameter(torch.randn(K, d_model) * 0.02)
         self.register_buffer("slots", slots.long().clone(), persistent=False)
-        self.cond_in = nn.Linear(set_encoder.rho.out_features, d_model)
+        self.cond_in = nn.Linear(set_encoder.rho.out_features, d_model) if set_encoder is not None else None
         self.null = nn.Parameter(torch.randn(K, d_model) * 0.02)
         self.time = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
         self.kind = nn.Parameter(torch.randn(3, d_model) * 0.02)  # latent / condition / time token
@@ -90,16 +95,21 @@ class TokenDenoiser(nn.Module):
 
     def condition_tokens(self, shots: torch.Tensor) -> torch.Tensor:
         """``[B, K, S, *input]`` -> ``[B, K, d]`` condition tokens (before guidance dropout)."""
+        if self.set_encoder is None:
+            raise WeightSpaceError("this denoiser is unconditional: it takes no condition")
         tokens, _ = self.set_encoder(shots)
         return self.cond_in(tokens)
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+    def forward(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
                 drop: torch.Tensor | None = None, probe: torch.Tensor | None = None) -> torch.Tensor:
         """Predict the scheduler's target (noise, sample or velocity) of ``z`` ``[B, T, L]`` at
         timesteps ``t`` ``[B]`` given condition tokens ``cond`` ``[B, K, d]`` (from
-        :meth:`condition_tokens`) and, when the denoiser has a probe, ``probe`` ``[B, T, P]``."""
+        :meth:`condition_tokens`; None: the null condition) and, when the denoiser has a
+        probe, ``probe`` ``[B, T, P]``."""
         B = z.shape[0]
-        if drop is not None:
+        if cond is None:
+            cond = self.null.expand(B, -1, -1)
+        elif drop is not None:
             cond = torch.where(drop[:, None, None], self.null.expand(B, -1, -1), cond)
         d = self.pos.shape[-1]
         temb = self.time(sinusoidal(t, d))  # [B, d]

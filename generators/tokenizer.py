@@ -244,7 +244,7 @@ class WeightTokenizer:
         lay = self.layout
         vals = flat[:, lay.src.to(dev)]
         out = torch.zeros(B, lay.num_tokens * lay.chunk_size, dtype=dtype, device=dev)
-        out[:, lay.dst.to(dev)] = vals.to(dtype)
+        out.index_copy_(1, lay.dst.to(dev), vals.to(dtype))  # index_copy_: much faster than index_put_ on CPU
         return out.view(B, lay.num_tokens, lay.chunk_size)
 
     def detokenize(self, tokens: torch.Tensor, normalize: bool = True, dtype: torch.dtype = torch.float32
@@ -258,7 +258,7 @@ class WeightTokenizer:
         vals = tokens.reshape(tokens.shape[0], -1)[:, lay.dst.to(dev)]
         work = torch.float64 if normalize else dtype  # denormalize in float64, round once to `dtype`
         flat = torch.empty(tokens.shape[0], self.spec.num_params, dtype=work, device=dev)
-        flat[:, lay.src.to(dev)] = vals.to(work)
+        flat = flat.index_copy(1, lay.src.to(dev), vals.to(work))  # out of place: differentiable
         ws = WeightSpace.from_flat(self.spec, flat)
         return self.stats.denormalize(ws).to(dtype) if normalize else ws
 

@@ -54,6 +54,9 @@ def use_probe(config: Mapping, tokenizer: WeightTokenizer) -> bool:
     v = config["condition"]["probe"]
     if v == "auto":
         return probe_supported(tokenizer)
+    if v and not probe_supported(tokenizer):
+        raise WeightSpaceError(f"generator.condition.probe=true needs neuron-centric tokens of a feed-forward "
+                               f"network ending in a linear layer (MLP, CNN with global pooling); got {tokenizer!r}")
     return bool(v)
 
 
@@ -74,9 +77,10 @@ def make_scheduler(kind: str, config: Mapping) -> Any:
     raise WeightSpaceError(f"unknown sampler '{kind}'; choose one of {SAMPLERS}")
 
 
-def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tuple[int, ...]
-                  ) -> tuple[TokenVAE, TokenDenoiser]:
-    """Fresh (untrained) VAE and denoiser for ``tokenizer``'s grid."""
+def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tuple[int, ...],
+                  conditional: bool = True) -> tuple[TokenVAE, TokenDenoiser]:
+    """Fresh (untrained) VAE and denoiser for ``tokenizer``'s grid; ``conditional=False``
+    builds an unconditional denoiser (no set encoder, no probe)."""
     c = resolve_config(config)
     v, d, cond = c["vae"], c["denoiser"], c["condition"]
     # hidden neurons share position embeddings (the modules commute with their permutations)
@@ -85,15 +89,16 @@ def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tupl
     vae = TokenVAE(tokenizer.num_tokens, tokenizer.chunk_size, v["latent_dim"], v["d_model"], v["depth"],
                    v["heads"], 0.0, v["input_noise"], v["latent_noise"], positions)
     K = tokenizer.spec.out_features
-    enc = SetEncoder(math.prod(input_shape), K, d["d_model"], cond["hidden"], cond["depth"], d["heads"])
+    enc = SetEncoder(math.prod(input_shape), K, d["d_model"], cond["hidden"], cond["depth"], d["heads"]) \
+        if conditional else None
     lay = tokenizer.layout
     slots = torch.where(lay.is_output, lay.neuron_index, torch.full_like(lay.neuron_index, -1))
-    probe_dim = 2 * K + 1 if use_probe(c, tokenizer) else 0
+    probe_dim = 2 * K + 1 if conditional and use_probe(c, tokenizer) else 0
     abar = None
     if c["scheduler"]["prediction_type"] == "sample" and d["precondition"]:
         abar = make_scheduler("ddpm", c["scheduler"]).alphas_cumprod
     den = TokenDenoiser(tokenizer.num_tokens, v["latent_dim"], slots, enc, d["d_model"], d["depth"], d["heads"],
-                        d["dropout"], positions, probe_dim, abar)
+                        d["dropout"], positions, probe_dim, abar, num_classes=K)
     return vae, den
 
 

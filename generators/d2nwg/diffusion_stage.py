@@ -25,11 +25,12 @@ class DiffusionStage(L.LightningModule):
 
     ``config``: the ``denoiser`` settings (``cond_drop``, ``lr``, ``steps``, ``warmup``,
     ``ema_decay``); ``condition``: the ``condition`` settings (``shots``); ``scheduler``: the
-    DDPM settings; ``probe``: the readout probe (or None), called on the shrinkage estimate
+    DDPM settings; ``shots``: the tasks' shot sampler (None: unconditional); ``probe``: the
+    readout probe (or None), called on the shrinkage estimate
     ``sqrt(abar) z_t`` as at sampling time.
     """
 
-    def __init__(self, denoiser: TokenDenoiser, shots: ShotSampler, config: Mapping[str, Any],
+    def __init__(self, denoiser: TokenDenoiser, shots: ShotSampler | None, config: Mapping[str, Any],
                  condition: Mapping[str, Any], scheduler: Mapping[str, Any], seed: int,
                  probe: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
@@ -45,14 +46,16 @@ class DiffusionStage(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         z, tid = batch
         B = z.shape[0]
-        x = self.shots.draw(tid.cpu(), self.condition["shots"], self.gen).to(z.device)
-        cond = self.denoiser.condition_tokens(x)
+        x = cond = None
+        if self.shots is not None:  # conditional: this step's shots of every network's task
+            x = self.shots.draw(tid.cpu(), self.condition["shots"], self.gen).to(z.device)
+            cond = self.denoiser.condition_tokens(x)
         drop = torch.rand(B, device=z.device) < self.config["cond_drop"]
         noise = torch.randn_like(z)
         t = torch.randint(0, self.sched.config.num_train_timesteps, (B,), device=z.device)
         zt = self.sched.add_noise(z, noise, t)
         pr = None
-        if self.probe is not None:  # as at sampling time: probe the shrinkage estimate sqrt(abar) z_t
+        if self.probe is not None and x is not None:  # as at sampling time: probe the shrinkage estimate sqrt(abar) z_t
             ab = self.sched.alphas_cumprod.to(z.device)[t].sqrt()[:, None, None]
             pr = self.probe(zt * ab, x)
         kind = self.sched.config.prediction_type

@@ -22,11 +22,14 @@ from ..conditioning import task_condition
 from ..denoisers import TokenDenoiser
 from ..pipeline import PIPELINE_DIR, WeightGenerator
 from ..tokenizer import WeightTokenizer, canonicalize
-from .components import build_modules, make_probe, make_scheduler
+from ..probe import fit_readout
+from .components import SAMPLERS, build_modules, make_probe, make_scheduler
 from .config import resolve_config
 from .training import fit_stages
 
-__all__ = ["D2NWG", "train_d2nwg"]
+__all__ = ["D2NWG", "train_d2nwg", "READOUTS"]
+
+READOUTS = (None, "ridge")  # sampling's `readout`: none, or the output layer refit on the support shots
 
 
 class D2NWG(WeightGenerator):
@@ -42,15 +45,16 @@ class D2NWG(WeightGenerator):
         self.latent_scale = float(latent_scale)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.reference = reference
+        self.conditional = denoiser.set_encoder is not None  # unconditional: e.g. trained on an INR zoo
         self.probe = make_probe(tokenizer, vae, self.latent_scale, self.config) if denoiser.probe_dim else None
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tuple[int, ...]
-                      ) -> tuple[TokenVAE, TokenDenoiser]:
+    def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tuple[int, ...],
+                      conditional: bool = True) -> tuple[TokenVAE, TokenDenoiser]:
         """Fresh (untrained) VAE and denoiser for ``tokenizer``'s grid
         (:func:`generators.d2nwg.components.build_modules`)."""
-        return build_modules(tokenizer, config, input_shape)
+        return build_modules(tokenizer, config, input_shape, conditional)
 
     @classmethod
     def train(cls, zoo: Any, out: str | os.PathLike, config: Mapping[str, Any] | None = None, *, seed: int = 0,
@@ -76,7 +80,8 @@ class D2NWG(WeightGenerator):
 
     @property
     def num_classes(self) -> int:
-        return self.denoiser.set_encoder.num_classes
+        """Output units of the generated networks (classes of the tasks it is conditioned on)."""
+        return self.denoiser.num_classes
 
     @property
     def device(self) -> torch.device:
@@ -125,7 +130,7 @@ class D2NWG(WeightGenerator):
                               self.config["condition"]["max_per_class"]).to(self.device)
 
     def sampling_settings(self, guidance_scale: float | None = None, num_inference_steps: int | None = None,
-                          sampler: str | None = None, **options: Any) -> dict[str, Any]:
+                          sampler: str | None = None, readout: str | None = None, **options: Any) -> dict[str, Any]:
         """The sampler, guidance scale and step count a :meth:`sample` call with these
         options uses (None: the pipeline's ``sampling`` defaults)."""
         s = self.config["sampling"]
@@ -133,50 +138,89 @@ class D2NWG(WeightGenerator):
         steps = num_inference_steps or (self.config["scheduler"]["num_train_timesteps"] if sampler == "ddpm"
                                         else s["num_inference_steps"])
         g = s["guidance_scale"] if guidance_scale is None else guidance_scale
-        return {"guidance_scale": g, "num_inference_steps": int(steps), "sampler": sampler,
+        if sampler not in SAMPLERS:
+            raise WeightSpaceError(f"unknown sampler '{sampler}'; choose one of {SAMPLERS}")
+        if isinstance(g, bool) or not (isinstance(g, (int, float)) and math.isfinite(float(g))):
+            raise WeightSpaceError(f"guidance_scale must be a finite number, got {g!r}")
+        if int(steps) < 1:
+            raise WeightSpaceError(f"num_inference_steps must be >= 1, got {steps}")
+        readout = readout if readout is not None else s.get("readout")
+        if readout not in READOUTS:
+            raise WeightSpaceError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if readout is not None and not self.conditional:
+            raise WeightSpaceError("readout='ridge' fits the output layer on a task's shots; this generator is "
+                                   "unconditional")
+        return {"guidance_scale": g, "num_inference_steps": int(steps), "sampler": sampler, "readout": readout,
                 **{k: v for k, v in options.items() if v is not None}}
+
+    def check_spec(self, spec: WeightSpaceSpec) -> None:
+        """Raise unless ``spec`` is the architecture this generator draws (names both)."""
+        if not isinstance(spec, WeightSpaceSpec):
+            raise WeightSpaceError(f"spec must be a WeightSpaceSpec, got {type(spec).__name__}")
+        if not spec.same_space(self.spec):
+            raise WeightSpaceError(f"this generator was trained on {self.spec.describe()} ({self.num_classes} "
+                                   f"classes); it cannot sample {spec.describe()} ({spec.out_features} outputs). "
+                                   f"Train one generator per architecture (generator.data.architecture=...)")
 
     @torch.no_grad()
     def sample(self, condition: Any = None, n: int = 16, *, guidance_scale: float | None = None,
                num_inference_steps: int | None = None, generator: torch.Generator | None = None,
-               sampler: str | None = None, shots: int | None = None, batch_size: int = 512) -> WeightSpace:
+               sampler: str | None = None, shots: int | None = None, batch_size: int = 512,
+               readout: str | None = None, spec: WeightSpaceSpec | None = None) -> WeightSpace:
         """``n`` networks for ``condition``: a task name such as ``"digits:0-3-5-7-9"``, a
-        Task, or explicit class-ordered shots ``[n, K, S, *input]`` (a tensor).
+        Task, or explicit class-ordered shots ``[n, K, S, *input]`` (a tensor); None for an
+        unconditional pipeline (one trained on a zoo without classification tasks).
 
         ``sampler``: ``"ddim"`` (default), ``"dpm"`` (DPM-Solver++ 2M) or ``"ddpm"``
         (ancestral, ``num_train_timesteps`` steps unless ``num_inference_steps`` says
-        otherwise). ``guidance_scale`` 1 disables classifier-free guidance. Deterministic
-        for a seeded (CPU) ``generator``.
+        otherwise). ``guidance_scale`` 1 disables classifier-free guidance. ``readout``:
+        None (default: the generated weights as they are) or ``"ridge"`` (refit the output
+        layer on the condition's shots, :func:`generators.probe.fit_readout`: a fitting step on
+        the support set, not generation). ``spec``: the architecture the caller expects (an
+        error names both when it is not this generator's). Deterministic for a seeded (CPU)
+        ``generator``.
         """
-        if condition is None:
-            raise WeightSpaceError("D2NWG is conditioned on a task: pass one (a task name, a Task or shots)")
-        st = self.sampling_settings(guidance_scale, num_inference_steps, sampler)
-        if n < 1:
-            raise WeightSpaceError(f"n must be >= 1, got {n}")
+        if spec is not None:
+            self.check_spec(spec)
+        if self.conditional and condition is None:
+            raise WeightSpaceError("this D2NWG pipeline is conditioned on a task: pass one (a task name, a Task or "
+                                   "shots)")
+        if not self.conditional and condition is not None:
+            raise WeightSpaceError("this D2NWG pipeline is unconditional (trained on a zoo without classification "
+                                   "tasks): sample without a condition")
+        st = self.sampling_settings(guidance_scale, num_inference_steps, sampler, readout)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise WeightSpaceError(f"n must be an integer >= 1, got {n!r}")
         if generator is None:
             generator = torch.Generator().manual_seed(0)
-        shots_t = condition if isinstance(condition, torch.Tensor) else self.condition(condition, n, shots, generator)
-        if shots_t.shape[0] != n:
-            raise WeightSpaceError(f"condition has {shots_t.shape[0]} rows for n={n} networks")
-        shots_t = shots_t.to(self.device)
+        shots_t = None
+        if self.conditional:
+            shots_t = condition if isinstance(condition, torch.Tensor) else self.condition(condition, n, shots,
+                                                                                           generator)
+            if shots_t.shape[0] != n:
+                raise WeightSpaceError(f"condition has {shots_t.shape[0]} rows for n={n} networks")
+            shots_t = shots_t.to(self.device)
         T, L = self.tokenizer.num_tokens, self.vae.config["latent_dim"]
         out = []
         for a in range(0, n, batch_size):
             b = min(n, a + batch_size)
             noise = torch.randn(b - a, T, L, generator=generator).to(self.device)
-            out.append(self._denoise(noise, shots_t[a:b], st["sampler"], st["num_inference_steps"],
-                                     float(st["guidance_scale"]), generator))
-        return self.decode(torch.cat(out))
+            out.append(self._denoise(noise, None if shots_t is None else shots_t[a:b], st["sampler"],
+                                     st["num_inference_steps"], float(st["guidance_scale"]), generator))
+        ws = self.decode(torch.cat(out))
+        if st["readout"] == "ridge":
+            ws = fit_readout(ws, shots_t, float(self.config["condition"]["probe_ridge"]))
+        return ws
 
-    def _denoise(self, z: torch.Tensor, shots: torch.Tensor, sampler: str, steps: int, guidance: float,
+    def _denoise(self, z: torch.Tensor, shots: torch.Tensor | None, sampler: str, steps: int, guidance: float,
                  generator: torch.Generator) -> torch.Tensor:
         sched = make_scheduler(sampler, self.config["scheduler"])
         sched.set_timesteps(steps)
         den = self.denoiser
-        cond = den.condition_tokens(shots)
+        cond = den.condition_tokens(shots) if shots is not None else None
         B = z.shape[0]
         z = z * sched.init_noise_sigma
-        guided = guidance != 1.0
+        guided = guidance != 1.0 and cond is not None
         if guided:
             cond2 = torch.cat([cond, cond])
             drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(z.device)
@@ -184,7 +228,8 @@ class D2NWG(WeightGenerator):
         for t in sched.timesteps:
             tt = torch.full((B,), int(t), device=z.device)
             # probe on the shrinkage estimate sqrt(abar) z_t of the clean latent (bounded at high noise)
-            pr = self.probe(z * float(abar[int(t)]) ** 0.5, shots) if self.probe is not None else None
+            pr = self.probe(z * float(abar[int(t)]) ** 0.5, shots) if self.probe is not None and shots is not None \
+                else None
             if guided:
                 pr2 = None if pr is None else torch.cat([pr, pr])
                 eps_c, eps_u = den(torch.cat([z, z]), torch.cat([tt, tt]), cond2, drop, pr2).chunk(2)
@@ -209,7 +254,8 @@ class D2NWG(WeightGenerator):
             save_weight_space(self.reference.to("cpu"), d / "reference.safetensors")
         return {"config": self.config, "latent_scale": self.latent_scale, "input_shape": list(self.input_shape),
                 "vae": self.vae.config, "denoiser": self.denoiser.config,
-                "set_encoder": self.denoiser.set_encoder.config, "canonicalized": self.reference is not None}
+                "set_encoder": self.denoiser.set_encoder.config if self.conditional else None,
+                "conditional": self.conditional, "canonicalized": self.reference is not None}
 
     @classmethod
     def load_components(cls, directory: Path, index: Mapping[str, Any], device: str | torch.device = "cpu"
@@ -220,7 +266,8 @@ class D2NWG(WeightGenerator):
             if key not in index:
                 raise WeightSpaceError(f"model_index.json lacks '{key}'", file=d / "model_index.json")
         tok = WeightTokenizer.load(d)
-        vae, den = build_modules(tok, index["config"], tuple(index["input_shape"]))
+        vae, den = build_modules(tok, index["config"], tuple(index["input_shape"]),
+                                 bool(index.get("conditional", True)))
         for name, module in (("vae", vae), ("denoiser", den)):
             tensors, _ = load_safetensors(d / f"{name}.safetensors")
             missing, unexpected = module.load_state_dict(tensors, strict=False)
@@ -232,8 +279,9 @@ class D2NWG(WeightGenerator):
                    ref).to(device)
 
     def __repr__(self) -> str:
+        what = f"{self.num_classes} classes" if self.conditional else "unconditional"
         return (f"D2NWG({self.spec.describe()}, {self.tokenizer.num_tokens} tokens x {self.vae.config['latent_dim']} "
-                f"latent, {self.num_classes} classes)")
+                f"latent, {what})")
 
 
 def train_d2nwg(zoo: Any, out: str | os.PathLike, *, seed: int = 0, device: str = "cpu",

@@ -1,10 +1,12 @@
 """Training of a D2NWG pipeline: data selection, then two Lightning stages.
 
-* ``vae``: :class:`~generators.autoencoders.TokenVAE` on the zoo's tokens
-  (:class:`~generators.d2nwg.vae_stage.VAEStage`);
+* ``vae``: :class:`~generators.autoencoders.TokenVAE` on the zoo's tokens, structure +
+  behaviour loss (:class:`~generators.d2nwg.vae_stage.VAEStage`);
 * ``diffusion``: the denoiser (with its set encoder and, for neuron-centric tokens of
-  one-hidden-layer networks, the readout probe of :mod:`generators.probe`) on the VAE's
+  feed-forward MLPs / CNNs, the readout probe of :mod:`generators.probe`) on the VAE's
   scaled latent means (:class:`~generators.d2nwg.diffusion_stage.DiffusionStage`).
+  Zoos without classification tasks (INRs) train an unconditional denoiser
+  (``condition.mode``).
 
 Between them, the optional contrastive pre-alignment of the set encoder with the latents.
 Each stage runs a fixed number of steps with resumable checkpoints and CSV logs
@@ -33,7 +35,7 @@ from ..selection import select_checkpoints
 from ..tokenizer import WeightTokenizer, canonicalize
 from .components import build_modules, make_probe, make_tokenizer
 
-__all__ = ["prepare_data", "fit_stages", "TrainedParts"]
+__all__ = ["prepare_data", "fit_stages", "TrainedParts", "condition_mode", "query_inputs", "CONDITION_MODES"]
 
 
 @dataclass
@@ -49,24 +51,62 @@ class TrainedParts:
 
 
 # --------------------------------------------------------------------------- data
+CONDITION_MODES = ("auto", "task", "none")
+
+
+def condition_mode(cfg: Mapping, tasks: list) -> str:
+    """``task`` or ``none``: ``condition.mode``, with ``auto`` resolved from the tasks of the
+    training records (``task`` when every one is a classification task)."""
+    mode = cfg["condition"]["mode"]
+    if mode not in CONDITION_MODES:
+        raise WeightSpaceError(f"generator.condition.mode must be one of {CONDITION_MODES}, got {mode!r}")
+    classif = bool(tasks) and all(getattr(t, "kind", None) == "classification" for t in tasks)
+    if mode == "auto":
+        return "task" if classif else "none"
+    if mode == "task" and not classif:
+        kinds = sorted({getattr(t, "kind", "none") for t in tasks}) if tasks else ["no task names"]
+        raise WeightSpaceError(f"generator.condition.mode=task needs classification tasks on every training "
+                               f"record; this zoo has {kinds}; use generator.condition.mode=none (unconditional)")
+    return mode
+
+
+def query_inputs(tasks: list, spec: Any, size: int, seed: int) -> torch.Tensor | None:
+    """Inputs ``[N, *input]`` the behaviour loss runs the networks on: up to ``size`` training
+    inputs pooled over the classification ``tasks``, or the coordinate grid of INR tasks."""
+    if size <= 0 or not tasks:
+        return None
+    if all(getattr(t, "kind", None) == "inr" for t in tasks):
+        return tasks[0].coords.float()
+    if not all(getattr(t, "kind", None) == "classification" for t in tasks):
+        return None
+    x = torch.cat([t.x_train for t in tasks]).float()
+    x = torch.unique(x.reshape(len(x), -1), dim=0).reshape(-1, *x.shape[1:])  # tasks share their pooled inputs
+    g = torch.Generator().manual_seed(seed + 101)
+    return x[torch.randperm(len(x), generator=g)[:size]]
+
+
 def prepare_data(zoo: Any, cfg: Mapping, seed: int = 0) -> dict:
-    """Select the training checkpoints of ``zoo`` (``cfg["data"]``) and load their weights and tasks."""
+    """Select the training checkpoints of ``zoo`` (``cfg["data"]``) and load their weights and
+    tasks; ``mode`` says whether the generator is conditioned on the tasks."""
     from datasets_zoo.tasks import get_task
 
     z, idx = select_checkpoints(zoo, cfg["data"], seed)
     recs = z.records
     ws = z.weights(idx).to(torch.float32)
     names = [recs[i].get("task") for i in idx]
-    if any(n is None for n in names):
-        raise WeightSpaceError("dataset conditioning needs a task name on every record", file=z.path)
-    uniq = sorted(set(names))
+    uniq = sorted(set(n for n in names if n is not None))
     tasks = [get_task(n) for n in uniq]
+    mode = condition_mode(cfg, tasks if len(uniq) and None not in names else [])
+    out = {"ws": ws, "mode": mode, "tasks": tasks, "task_names": uniq, "zoo_path": str(z.path),
+           "query": query_inputs(tasks, ws.spec, int(cfg["vae"]["query_size"]), seed)}
+    if mode == "none":
+        out.update(task_ids=torch.zeros(len(ws), dtype=torch.long), input_shape=(ws.spec.in_features,))
+        return out
     shapes = {tuple(t.input_shape) for t in tasks}
     if len(shapes) != 1:
         raise WeightSpaceError(f"the training tasks mix input shapes {sorted(shapes)}", file=z.path)
-    task_ids = torch.tensor([uniq.index(n) for n in names])
-    return {"ws": ws, "task_names": uniq, "tasks": tasks, "task_ids": task_ids, "input_shape": shapes.pop(),
-            "zoo_path": str(z.path)}
+    out.update(task_ids=torch.tensor([uniq.index(n) for n in names]), input_shape=shapes.pop())
+    return out
 
 
 # --------------------------------------------------------------------------- stages
@@ -81,24 +121,26 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(zoo, cfg, seed)
     ws = data["ws"]
+    conditional = data["mode"] == "task"
     reference = None
     if cfg["tokenizer"]["canonicalize"]:
         ws, reference = canonicalize(ws, seed=seed)
     tok = make_tokenizer(ws.spec, cfg).fit(ws)
     tokens = tok.tokenize(ws, dtype=torch.float32)
-    vae, den = build_modules(tok, cfg, data["input_shape"])
+    vae, den = build_modules(tok, cfg, data["input_shape"], conditional)
     with atomic_write(out / "training_data.json") as f:
         json.dump({"zoo": data["zoo_path"], "checkpoints": len(ws), "tasks": data["task_names"],
-                   "tokens": [tok.num_tokens, tok.chunk_size]}, f, indent=2)
+                   "condition": data["mode"], "tokens": [tok.num_tokens, tok.chunk_size],
+                   "query_inputs": 0 if data["query"] is None else len(data["query"])}, f, indent=2)
 
-    # stage 1: VAE
+    # stage 1: VAE (structure + behaviour on the query inputs)
     every = int(cfg["checkpoint_every"])
     vae_file = out / "stages" / "vae.safetensors"
     if vae_file.is_file():
         vae.load_state_dict(load_safetensors(vae_file)[0])
     else:
         v = cfg["vae"]
-        fit_stage(VAEStage(vae, tok.mask, v), "vae", out, int(v["steps"]),
+        fit_stage(VAEStage(vae, tok, v, data["query"]), "vae", out, int(v["steps"]),
                   random_batches((tokens,), v["batch_size"], seed), trainer, every, progress)
         save_safetensors(vae_file, {k: t.detach().cpu() for k, t in vae.state_dict().items()})
     vae = vae.cpu().eval()
@@ -107,10 +149,10 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
     scale = 1.0 / float(mu.std().clamp_min(1e-6))
     latents = mu * scale
 
-    shots = ShotSampler.from_tasks(data["tasks"], cfg["condition"]["max_per_class"], seed)
+    shots = ShotSampler.from_tasks(data["tasks"], cfg["condition"]["max_per_class"], seed) if conditional else None
     # optional: contrastive pre-alignment of the set encoder with the weight latents (D2NWG)
     n_con = int(cfg["condition"]["contrastive_steps"])
-    if n_con > 0:
+    if n_con > 0 and conditional:
         _contrastive(den.set_encoder, latents, data["task_ids"], shots, cfg, n_con, seed)
 
     # stage 2: latent diffusion

@@ -1,4 +1,13 @@
-"""Stage 1 of D2NWG training: the token VAE as a LightningModule."""
+"""Stage 1 of D2NWG training: the token VAE as a LightningModule, with a behaviour loss.
+
+The loss is the VAE's structure loss (masked MSE of the standardized tokens + KL) plus,
+when ``behaviour_weight > 0``, a *behaviour* loss: the reconstructed networks and the
+originals are run on a fixed query set (inputs of the zoo's tasks, or an INR's
+coordinate grid) and their outputs compared, MSE divided by the variance of the
+originals' outputs (Meynent et al., 2025: structure alone lets small weight errors
+that matter to the function through). Per-tensor standardization is kept: the decoded
+tokens are de-standardized with the tokenizer's statistics before running.
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -6,28 +15,53 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
+from wspace.functional import forward
+
 from ..autoencoders import TokenVAE
 from ..fitting import cosine_schedule
+from ..tokenizer import WeightTokenizer
 
-__all__ = ["VAEStage"]
+__all__ = ["VAEStage", "behaviour_loss"]
+
+
+def behaviour_loss(tokenizer: WeightTokenizer, recon: torch.Tensor, tokens: torch.Tensor, query: torch.Tensor
+                   ) -> torch.Tensor:
+    """Output MSE of the networks of ``recon`` vs ``tokens`` (standardized ``[B, T, C]``) on
+    ``query`` ``[N, *input]``, relative to the variance of the originals' outputs."""
+    mask = tokenizer.mask.to(recon.device)
+    spec = tokenizer.spec
+    with torch.no_grad():
+        target = forward(spec, tokenizer.detokenize(tokens * mask).tensors, query)
+    pred = forward(spec, tokenizer.detokenize(recon * mask).tensors, query)
+    return ((pred - target) ** 2).mean() / target.var().clamp_min(1e-8)
 
 
 class VAEStage(L.LightningModule):
-    """Trains ``vae`` on standardized tokens (padding masked out by ``mask`` ``[T, C]``).
+    """Trains ``vae`` on standardized tokens (padding masked out by the tokenizer's mask).
 
-    ``config``: the ``vae`` settings (``kl_weight``, ``lr``, ``steps``).
+    ``config``: the ``vae`` settings (``kl_weight``, ``lr``, ``steps``, ``behaviour_weight``);
+    ``query``: ``[N, *input]`` inputs for the behaviour loss (None: structure only).
     """
 
-    def __init__(self, vae: TokenVAE, mask: torch.Tensor, config: Mapping[str, Any]):
+    def __init__(self, vae: TokenVAE, tokenizer: WeightTokenizer, config: Mapping[str, Any],
+                 query: torch.Tensor | None = None):
         super().__init__()
         self.vae = vae
+        self.tokenizer = tokenizer
         self.config = dict(config)
-        self.register_buffer("mask", mask, persistent=False)
+        self.weight = float(self.config.get("behaviour_weight", 0.0)) if query is not None else 0.0
+        self.register_buffer("mask", tokenizer.mask.clone(), persistent=False)
+        self.register_buffer("query", query.clone() if query is not None else torch.zeros(0), persistent=False)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        loss, parts = self.vae(batch[0], self.mask, self.config["kl_weight"])
-        self.log_dict({"train/loss": loss, "train/mse": parts["mse"], "train/kl": parts["kl"]},
-                      prog_bar=True, on_step=True)
+        tokens = batch[0]
+        loss, parts = self.vae(tokens, self.mask, self.config["kl_weight"])
+        logs = {"train/loss": loss, "train/mse": parts["mse"], "train/kl": parts["kl"]}
+        if self.weight > 0:
+            b = behaviour_loss(self.tokenizer, parts["recon"], tokens, self.query)
+            loss = loss + self.weight * b
+            logs.update({"train/loss": loss, "train/behaviour": b.detach()})
+        self.log_dict(logs, prog_bar=True, on_step=True)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
