@@ -78,7 +78,9 @@ def architecture_task(cfg: Mapping, name: str | None, task: str) -> str:
     if view is None:
         return task
     base, classes, _ = parse_task_name(task)
-    return canonical_name(base, classes, str(view))
+    name = canonical_name(base, classes, str(view))
+    parse_task_name(name)  # a view the dataset does not have raises here
+    return name
 
 
 def validate_architectures(cfg: Mapping) -> None:
