@@ -69,11 +69,16 @@ def resolve_split_by(records: Sequence[dict], split_by: str = "auto") -> str:
 
 
 def _select_spec(zoo: Zoo, spec_id: str | None) -> tuple[Zoo, str | None]:
-    """The view on one architecture: ``spec_id``, or the zoo's only one, or its most common one."""
+    """The view on one architecture: ``spec_id`` (a spec id, or an architecture name or spec
+    description as :meth:`Zoo.architecture` takes), or the zoo's only one, or its most common one."""
     ids = zoo.spec_ids
     if spec_id is not None:
         if spec_id not in ids:
-            raise WeightSpaceError(f"the zoo has no architecture '{spec_id}' (it has: {', '.join(ids)})", file=zoo.path)
+            view = zoo.architecture(spec_id)  # raises naming the zoo's architectures
+            if len(view.spec_ids) != 1:
+                raise WeightSpaceError(f"architecture '{spec_id}' spans several specs {view.spec_ids}; "
+                                       "name one spec id", file=zoo.path)
+            return view, view.spec_ids[0]
         return zoo.filter(spec_id=spec_id), spec_id
     if len(ids) <= 1:
         return zoo, (ids[0] if ids else None)

@@ -12,6 +12,10 @@ Example::
     best = zoo.filter(task="digits", epoch=20, test_acc=(0.9, 1.0))
     ws = best.weights(range(64))            # WeightSpace with B = 64
     train = best.dataset(split="train", target="test_acc")
+
+A zoo of several architectures (e.g. ``digits-tasks-multi``) lists them in
+:attr:`Zoo.architectures` (name -> checkpoints); :meth:`Zoo.architecture` is the view
+on one of them (``zoo.architecture("cnn-8-16").weights()``).
 """
 from __future__ import annotations
 
@@ -146,6 +150,48 @@ class Zoo:
         return self._source.spec_ids[int(np.argmax(counts))] if counts.sum() else None
 
     @property
+    def architectures(self) -> dict[str, int]:
+        """Architecture name -> number of checkpoints in this view, in zoo order. The name is
+        a record's ``architecture`` field (multi-architecture builder presets such as
+        ``digits-tasks-multi``), else its ``spec_id``."""
+        src, codes = self._source.records, self._source.spec_codes
+        out: dict[str, int] = {}
+        for i in self._index.tolist():
+            name = src[i].get("architecture")
+            name = self._source.spec_ids[int(codes[i])] if name is None else str(name)
+            out[name] = out.get(name, 0) + 1
+        return out
+
+    def describe_architectures(self) -> str:
+        """``'name' (spec description; N checkpoints), ...`` for the architectures of this view
+        (for messages that ask the user to pick one)."""
+        parts = []
+        for name, n in self.architectures.items():
+            view = self.architecture(name)
+            desc = "; ".join(self._source.specs[s].describe() for s in view.spec_ids)
+            parts.append(f"'{name}' ({desc}; {n} checkpoints)")
+        return ", ".join(parts)
+
+    def architecture(self, name: str) -> "Zoo":
+        """A view on one architecture: ``name`` is a record's ``architecture`` (see
+        :attr:`architectures`), a ``spec_id`` or a spec's ``describe()`` string.
+
+        Raises:
+            WeightSpaceError: no checkpoint of this view matches (naming the architectures it has).
+        """
+        src, codes, ids = self._source.records, self._source.spec_codes, self._source.spec_ids
+        described = {sid: self._source.specs[sid].describe() for sid in self.spec_ids}
+        keep = []
+        for i in self._index.tolist():
+            sid = ids[int(codes[i])]
+            if src[i].get("architecture") == name or sid == name or described.get(sid) == name:
+                keep.append(i)
+        if not keep:
+            raise WeightSpaceError(f"the zoo has no architecture '{name}'; it has: {self.describe_architectures()} "
+                                   "(name one by its architecture name, spec id or spec description)", file=self.path)
+        return Zoo(self._source, np.asarray(keep, dtype=np.int64))
+
+    @property
     def specs(self) -> dict[str, WeightSpaceSpec]:
         """The architectures present in this view (id -> spec)."""
         return {s: self._source.specs[s] for s in self.spec_ids}
@@ -161,9 +207,10 @@ class Zoo:
         codes = self._source.spec_codes[self._index]
         parts = [f"'{sid}' ({s.describe()}; {int((codes == self._source.spec_ids.index(sid)).sum())} checkpoints)"
                  for sid, s in specs.items()]
+        first = next(iter(self.architectures))
         raise WeightSpaceError(
             f"the zoo mixes {len(specs)} architectures: {', '.join(parts)}; select one with "
-            f"zoo.filter(spec_id='{next(iter(specs))}')", file=self.path)
+            f"zoo.architecture('{first}') or zoo.filter(spec_id='{next(iter(specs))}')", file=self.path)
 
     @property
     def records(self) -> list[dict]:

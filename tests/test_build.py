@@ -18,7 +18,7 @@ from datasets_zoo.train_vectorized import (
 from datasets_zoo.zoo import Zoo
 from wspace import WeightSpace, WeightSpaceError
 
-PRESETS = ["digits-mlp", "digits-cnn", "digits-tasks", "digits-inr"]
+PRESETS = ["digits-mlp", "digits-cnn", "digits-tasks", "digits-tasks-multi", "digits-inr"]
 
 
 def _manifest(path):

@@ -31,11 +31,18 @@ training settings), ``metrics`` (classifiers: ``train_loss``, ``train_acc``,
 ``train``/``val``/``test`` by source image) and, for INRs, ``label``, ``image``,
 ``source_index``, ``variant``, ``view``. ``meta["builder"]`` holds the resolved preset.
 
+Several architectures (``architectures:``, e.g. ``digits-tasks-multi``; see
+:mod:`.architectures`): every task and seed is trained once per named architecture; records
+add ``architecture`` (the name), the task is in the architecture's view (``@image``), and
+``split`` may be ``heldout_pair`` (a training task held out for that one architecture).
+``meta["architectures"]`` describes them, ``meta["splits"]["heldout_pairs"]`` lists the pairs.
+
 CLI config (``configs/zoo_build/zoo_build.yaml``): ``zoo`` (the preset group), ``out``, ``size``
 (``small``/``full``, default ``full``), ``seed``, ``device``, optional ``chunk_size`` and
 ``progress``; preset values are overridden as ``zoo.<key>=...``.
 
-Modules: :mod:`.presets` (load and validate), :mod:`.planning` (runs), :mod:`.networks`
+Modules: :mod:`.presets` (load and validate), :mod:`.architectures` (presets with several
+architectures), :mod:`.planning` (runs), :mod:`.networks`
 (architecture and init per run), :mod:`.chunks`, :mod:`.classifier_chunks`,
 :mod:`.inr_chunks` (training), :mod:`.runner` (:func:`build_zoo`), :mod:`.progress`.
 """

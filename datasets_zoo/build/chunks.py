@@ -8,6 +8,7 @@ from typing import Sequence
 
 from ..tasks import get_task
 from ..train_vectorized import OPTIMIZERS
+from .architectures import architecture_config
 from .networks import arch_kwargs
 from .planning import Run
 
@@ -26,11 +27,12 @@ def base_task(name: str) -> str:
 
 @dataclass
 class Chunk:
-    """Runs of one architecture (family ``kwargs``) trained in one vectorized loop."""
+    """Runs of one architecture (``family`` with ``kwargs``) trained in one vectorized loop."""
 
     index: int
     kwargs: dict
     runs: list[Run]
+    family: str
 
 
 def plan_chunks(cfg: dict, runs: Sequence[Run], chunk_size: int) -> list[Chunk]:
@@ -39,13 +41,16 @@ def plan_chunks(cfg: dict, runs: Sequence[Run], chunk_size: int) -> list[Chunk]:
     groups: dict[str, list[tuple[dict, Run]]] = {}
     for r in runs:
         task = get_task(r.task)
-        kw = arch_kwargs(cfg, r.hparams, task)
-        key = json.dumps([base_task(r.task), kw], sort_keys=True)
+        arch = r.extra.get("architecture")
+        acfg = architecture_config(cfg, arch)  # the preset itself unless it lists architectures
+        kw = arch_kwargs(acfg, r.hparams, task)
+        key = json.dumps([base_task(r.task), kw, acfg["family"], arch], sort_keys=True)
         groups.setdefault(key, []).append((kw, r))
     out: list[Chunk] = []
-    for members in groups.values():
+    for key, members in groups.items():
+        family = json.loads(key)[2]
         members.sort(key=lambda kr: (OPTIMIZERS.index(kr[1].hparams.get("optimizer", "adam")), kr[1].run))
         for s in range(0, len(members), chunk_size):
             part = members[s:s + chunk_size]
-            out.append(Chunk(len(out), part[0][0], [r for _, r in part]))
+            out.append(Chunk(len(out), part[0][0], [r for _, r in part], family))
     return out

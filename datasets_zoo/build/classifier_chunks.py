@@ -60,7 +60,7 @@ def train_classifier_chunk(cfg: dict, ch: Chunk, missing: list[int], writer: Zoo
     M = len(runs)
     base_name = base_task(runs[0].task)
     base = get_task(base_name)
-    spec = family_spec(cfg["family"], **ch.kwargs)
+    spec = family_spec(ch.family, **ch.kwargs)
     hp = [r.hparams for r in runs]
     seeds = torch.tensor([r.seed for r in runs], dtype=torch.int64)
     ytr = torch.stack([_task_labels(base_name, r.task)[0] for r in runs])

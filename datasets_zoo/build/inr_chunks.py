@@ -45,7 +45,7 @@ def fit_inr_chunk(cfg: dict, ch: Chunk, writer: ZooWriter, device: str, seed: in
     if not runs:
         return
     hp = runs[0].hparams  # one preset recipe for all INRs
-    spec = family_spec(cfg["family"], **ch.kwargs)
+    spec = family_spec(ch.family, **ch.kwargs)
     coords, targets = render_targets(cfg, seed)
     img = torch.tensor([r.extra["image"] for r in runs])
     var = torch.tensor([r.extra["variant"] for r in runs])

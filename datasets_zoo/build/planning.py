@@ -14,6 +14,7 @@ import torch
 from wspace.errors import WeightSpaceError
 
 from ..tasks import get_task, subset_tasks
+from .architectures import HELDOUT_PAIR, architecture_config, architecture_names, architecture_task, heldout_pairs
 
 __all__ = ["Run", "DEFAULT_HPARAMS", "plan_runs", "subset_split", "inr_images"]
 
@@ -97,24 +98,39 @@ def plan_runs(cfg: dict, seed: int = 0) -> list[Run]:
     if cfg["kind"] == "inr":
         return _plan_inr(cfg, seed)
     search = cfg.get("search") or {}
-    combos = _hparam_sets(cfg, seed)
     seeds = int(search.get("seeds", 1)) if search.get("mode", "grid") == "grid" else 1
     extras: list[tuple[str, dict]]
+    train: list[str] = []
     if cfg.get("tasks"):
         train, held = subset_split(cfg, seed)
         lim = cfg["tasks"].get("limit")
-        if lim is not None:  # a small zoo keeps both sides of the split
-            n_held = max(1, int(lim) // 2)
-            train, held = train[: max(1, int(lim) - n_held)], held[:n_held]
+        if lim is not None:  # a small zoo keeps both sides of the split (heldout_limit of them held out)
+            n_held = int(cfg["tasks"].get("heldout_limit") or max(1, int(lim) // 2))
+            n_train = max(1, int(lim) - n_held)
+            if cfg["tasks"].get("limit_sample"):  # a seeded sample of each side, else the first names
+                rs = np.random.RandomState(seed + 7933)
+                train = sorted(train[i] for i in rs.permutation(len(train))[:n_train])
+                held = sorted(held[i] for i in rs.permutation(len(held))[:n_held])
+            train, held = train[:n_train], held[:n_held]
         extras = [(t, {"split": "train"}) for t in train] + [(t, {"split": "heldout"}) for t in held]
     else:
         extras = [(cfg["task"], {})]
+    # one pass per architecture (presets with `architectures:`, see .architectures), else one pass
+    archs: list[str | None] = list(architecture_names(cfg)) or [None]
+    pairs = heldout_pairs(cfg, train, seed)
     runs = []
-    for task, extra in extras:
-        for hp in combos:
-            for _ in range(seeds):
-                r = len(runs)
-                runs.append(Run(r, _run_seed(seed, r), task, dict(hp), dict(extra)))
+    for arch in archs:
+        combos = _hparam_sets(architecture_config(cfg, arch), seed)
+        for task, extra in extras:
+            if arch is not None:
+                extra = {**extra, "architecture": arch}
+                if (task, arch) in pairs:
+                    extra["split"] = HELDOUT_PAIR
+                task = architecture_task(cfg, arch, task)
+            for hp in combos:
+                for _ in range(seeds):
+                    r = len(runs)
+                    runs.append(Run(r, _run_seed(seed, r), task, dict(hp), dict(extra)))
     limit = search.get("limit")
     if limit is not None and limit < len(runs):  # deterministic subsample, renumbered
         keep = np.sort(np.random.RandomState(seed + 1).choice(len(runs), int(limit), replace=False))

@@ -15,6 +15,7 @@ from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
 from ..train_vectorized import OPTIMIZERS
+from .architectures import validate_architectures
 
 __all__ = ["SIZES", "KINDS", "preset_names", "load_preset"]
 
@@ -22,7 +23,7 @@ SIZES = ("small", "full")
 KINDS = ("classifier", "inr")
 _PRESET_KEYS = {
     "name", "description", "kind", "task", "tasks", "family", "family_kwargs", "hparams", "search", "epochs",
-    "save_epochs", "batch_size", "chunk_size", "inr", "sizes",
+    "save_epochs", "batch_size", "chunk_size", "inr", "sizes", "architectures",
 }
 # hyperparameters that are training settings (everything else that names a family kwarg shapes the spec)
 
@@ -70,6 +71,7 @@ def load_preset(preset: str | Mapping, size: str = "full", overrides: Mapping | 
     if overrides:
         cfg = _deep_merge(cfg, to_plain(overrides))
     _validate(cfg)
+    validate_architectures(cfg)  # the architectures: key (datasets_zoo/build/architectures.py)
     return cfg
 
 
@@ -78,7 +80,7 @@ def _validate(cfg: dict) -> None:
     unknown = set(cfg) - _PRESET_KEYS
     if unknown:
         raise WeightSpaceError(f"zoo preset '{name}': unknown key(s) {sorted(unknown)}; known: {sorted(_PRESET_KEYS)}")
-    for k in ("name", "kind", "task", "family"):
+    for k in ("name", "kind", "task") + (() if cfg.get("architectures") else ("family",)):
         if k not in cfg:
             raise WeightSpaceError(f"zoo preset '{name}': missing key '{k}'")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(cfg["name"])):

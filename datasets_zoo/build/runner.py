@@ -9,6 +9,7 @@ from wspace.errors import WeightSpaceError
 
 from ..format import ZOO_JSON, ZooWriter
 from ..tasks import get_task
+from .architectures import architectures_meta, built_heldout_pairs
 from .chunks import checkpoint_id, plan_chunks
 from .classifier_chunks import train_classifier_chunk
 from .inr_chunks import fit_inr_chunk
@@ -37,6 +38,10 @@ def _meta(cfg: dict, size: str, seed: int, runs: Sequence[Run]) -> dict:
         meta["splits"] = {"train_tasks": train, "heldout_tasks": held,
                           "built_train_tasks": sorted({r.task for r in runs if r.extra.get("split") == "train"}),
                           "built_heldout_tasks": sorted({r.task for r in runs if r.extra.get("split") == "heldout"})}
+    if cfg.get("architectures"):  # several architectures (see .architectures)
+        meta["architectures"] = architectures_meta(cfg, runs)
+        if "splits" in meta:
+            meta["splits"]["heldout_pairs"] = built_heldout_pairs(runs)
     if cfg["kind"] == "inr":
         by: dict[str, list[int]] = {"train": [], "val": [], "test": []}
         for r in runs:
