@@ -41,10 +41,16 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 from .errors import WeightSpaceError
 
-__all__ = ["RECORD_DIR", "RerunPolicy", "rerun_policy", "current_policy", "canonical", "digest", "code_version",
+__all__ = ["RECORD_DIR", "TRAINER_PRESENTATION", "RerunPolicy", "rerun_policy", "current_policy", "canonical", "digest", "code_version",
            "differences", "settle", "read_record", "record_path"]
 
 RECORD_DIR = "fingerprints"  # records live in <run dir>/fingerprints/<name>.json
+
+#: Lightning Trainer arguments that say where a run executes and how it reports, not what it
+#: computes: left out of fingerprints (so a run may resume on another device or without a bar)
+TRAINER_PRESENTATION = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "accelerator",
+                        "devices", "num_nodes", "plugins", "profiler", "barebones", "detect_anomaly", "strategy",
+                        "logger", "callbacks", "default_root_dir", "enable_checkpointing")
 
 Resume = Literal[True, False, "force"]
 

@@ -7,15 +7,23 @@ keyword arguments; ``max_epochs`` is ignored: generators run their own step coun
 :class:`generators.pipeline.WeightGenerator` subclass, whose ``train`` classmethod gets the
 rest of the node as its config. No generator is named here: a new one is a module plus a
 config file.
+
+``resume`` / ``overwrite`` become the :func:`wspace.fingerprint.rerun_policy` of the
+training: a generator checks each stage's fingerprint before any work (see
+:func:`generators.fitting.settle_stages`) and refuses a rerun with other settings unless
+``resume=force`` (reuse the stages and checkpoints anyway) or ``overwrite=true`` (discard
+the stages whose settings changed and train them again).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wspace import interrupt
 from wspace.config import group_options, to_plain
 from wspace.curves import find_logs, plot_curves
 from wspace.errors import WeightSpaceError
+from wspace.fingerprint import rerun_policy
 
 if TYPE_CHECKING:
     from generators.pipeline import WeightGenerator
@@ -44,9 +52,12 @@ def main(cfg: Any) -> "WeightGenerator":
     trainer = dict(to_plain(get("trainer")) or {})
     progress = bool(trainer.get("enable_progress_bar", True))
     out = str(get("out"))
+    if Path(out).exists() and not Path(out).is_dir():
+        raise WeightSpaceError("out= is an existing file; it must name a directory", file=out)
     interrupt.set_resume_hint(f"finished stages in {out}/stages, checkpoints in {out}/checkpoints")
-    pipe = cls.train(str(get("zoo")), out, gen, seed=int(get("seed", 0) or 0),
-                     device=str(get("device", "cpu") or "cpu"), trainer=trainer, progress=progress)
+    with rerun_policy(get("resume", True), get("overwrite", False)):
+        pipe = cls.train(str(get("zoo")), out, gen, seed=int(get("seed", 0) or 0),
+                         device=str(get("device", "cpu") or "cpu"), trainer=trainer, progress=progress)
     curves = None
     if find_logs(out):  # Lightning-trained stages: their CSV logs as out/curves.png (wspace.curves)
         try:
