@@ -38,6 +38,7 @@ from datasets_zoo import Zoo
 from datasets_zoo.datamodule import ZooDataModule
 from wspace import interrupt
 from wspace.checkpoints import AtomicCheckpointIO, SaveOnInterrupt, check_checkpoint
+from wspace.commands.checks import Option, check_against_signature, check_config, check_trainer, check_value
 from wspace.config import compose_config, group_options
 from wspace.config import to_plain as plain
 from wspace.devices import trainer_device
@@ -46,7 +47,7 @@ from wspace.progress import fitting_log_interval, progress_callbacks
 from wspace.tasks import WeightSpaceTask, resolve_encoder
 
 __all__ = ["DATA_KEYS", "RUN_KEYS", "RUN_ARTIFACTS", "main", "run", "fit", "build", "augment_from_config",
-           "encoder_config", "task_class", "run_settings"]
+           "encoder_config", "task_class", "run_settings", "check_train_config"]
 
 #: keys of a ``configs/train/task`` node read by the data module
 DATA_KEYS = ("target", "split_by", "split_seed", "filter", "spec_id", "batch_size", "eval_batch_size", "num_workers")
@@ -239,6 +240,41 @@ def run_settings(cfg: Any, dm: ZooDataModule, augment: Any = None) -> dict[str, 
     return settings
 
 
+# the data-module and run keys of a task node, with what each must be
+_TASK_KEY_OPTIONS = {
+    "batch_size": Option("int", minimum=1), "eval_batch_size": Option("int", minimum=1, nullable=True),
+    "num_workers": Option("int", minimum=0, nullable=True), "split_seed": Option("int", minimum=0),
+    "split_by": Option("str"), "target": Option("str", nullable=True), "spec_id": Option("str", nullable=True),
+    "patience": Option("int", minimum=0), "monitor": Option("str"), "mode": Option("choice", choices=("min", "max")),
+}
+
+
+def check_train_config(cfg: Any) -> None:
+    """Validate a ``wspace train`` config for an encoder task before any work: the top-level
+    options, ``trainer.*`` (Lightning's signature), ``task.*`` (its data / run keys and the
+    task class's options) and ``encoder.*`` (the encoder class's options)."""
+    from hydra.utils import get_class
+
+    check_config("train", cfg)
+    check_trainer(cfg.get("trainer"))
+    task = plain(cfg.get("task"))
+    if isinstance(task, Mapping):
+        for k, option in _TASK_KEY_OPTIONS.items():
+            if k in task:
+                check_value(f"task.{k}", task[k], option)
+        if isinstance(task.get("_target_"), str):
+            cls = task_class(task)
+            options = {k: v for k, v in task.items() if k not in DATA_KEYS + RUN_KEYS}
+            check_against_signature(options, cls.__init__, "task", owner=f"task {cls.__qualname__}")
+    enc = plain(cfg.get("encoder"))
+    if isinstance(enc, Mapping) and isinstance(enc.get("_target_"), str):
+        try:
+            enc_cls = get_class(enc["_target_"])
+        except Exception:  # reported by build() with the list of encoders
+            return
+        check_against_signature(enc, enc_cls.__init__, "encoder", owner=f"encoder {enc_cls.__qualname__}")
+
+
 def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
         augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None) -> dict[str, Any]:
     """Train, resume, test and write ``out/metrics.json``; returns the metrics dict.
@@ -258,9 +294,8 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     out = cfg.get("out")
     if out is None or str(out) in ("", "???"):
         raise WeightSpaceError("no output directory: pass out=<dir>")
+    check_train_config(cfg)
     out = Path(os.path.expanduser(str(out)))
-    if out.exists() and not out.is_dir():
-        raise WeightSpaceError("out= is an existing file; it must name a directory", file=out)
     policy = RerunPolicy.parse(cfg.get("resume", True), cfg.get("overwrite", False))
     dm, module = build(cfg, zoo, augment)
     if getattr(module, "dropped_kwargs", None):  # e.g. the invariant head's sizes, for an editing model

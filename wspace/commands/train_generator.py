@@ -16,7 +16,6 @@ the stages whose settings changed and train them again).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wspace import interrupt
@@ -25,10 +24,33 @@ from wspace.curves import find_logs, plot_curves
 from wspace.errors import WeightSpaceError
 from wspace.fingerprint import rerun_policy
 
+from .checks import check_against_defaults, check_config, check_trainer
+
 if TYPE_CHECKING:
     from generators.pipeline import WeightGenerator
 
-__all__ = ["main"]
+__all__ = ["main", "check_generator_config"]
+
+
+def check_generator_config(cfg: Any) -> None:
+    """Validate a ``wspace train generator=...`` config before any work: the top-level
+    options, ``trainer.*`` (Lightning's signature) and ``generator.*`` against the types and
+    ranges of the generator's packaged defaults (``configs/train/generator/<name>.yaml``)."""
+    from generators.config import generator_defaults
+
+    get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
+    check_config("train", cfg)
+    check_trainer(get("trainer"))
+    gen = to_plain(get("generator"))
+    if not isinstance(gen, dict):
+        return
+    name = gen.get("name")
+    try:
+        defaults = generator_defaults(str(name)) if name else None
+    except Exception:  # a generator config outside the package: its class checks its own settings
+        defaults = None
+    if defaults is not None:
+        check_against_defaults(gen, defaults, "generator")
 
 
 def main(cfg: Any) -> "WeightGenerator":
@@ -42,6 +64,7 @@ def main(cfg: Any) -> "WeightGenerator":
                                f"(available: {', '.join(group_options('train', 'generator'))})")
     if get("zoo") in (None, "???") or get("out") in (None, "???"):
         raise WeightSpaceError("train needs zoo=<dir> and out=<dir>")
+    check_generator_config(cfg)
     gen = dict(gen)
     target = gen.pop("_target_", None)
     name = gen.pop("name", None)
@@ -52,8 +75,6 @@ def main(cfg: Any) -> "WeightGenerator":
     trainer = dict(to_plain(get("trainer")) or {})
     progress = bool(trainer.get("enable_progress_bar", True))
     out = str(get("out"))
-    if Path(out).exists() and not Path(out).is_dir():
-        raise WeightSpaceError("out= is an existing file; it must name a directory", file=out)
     interrupt.set_resume_hint(f"finished stages in {out}/stages, checkpoints in {out}/checkpoints")
     with rerun_policy(get("resume", True), get("overwrite", False)):
         pipe = cls.train(str(get("zoo")), out, gen, seed=int(get("seed", 0) or 0),

@@ -2,6 +2,12 @@
 population of small networks and write it as a native zoo (:func:`datasets_zoo.build.build_zoo`).
 
 Config: ``configs/zoo_build/zoo_build.yaml``; preset values are overridden as ``zoo.<key>=...``.
+
+Explicit overrides win over the preset's size block: ``zoo=digits-cnn size=small
+zoo.search.runs=24 zoo.epochs=3`` builds 24 runs of 3 epochs with the small size's other
+settings (the values given on the command line are applied after ``sizes.small``). Every
+override must keep the type of the preset's value (an integer stays an integer) and sizes
+stay positive; ``chunk_size`` must be a positive integer.
 """
 from __future__ import annotations
 
@@ -9,12 +15,51 @@ from pathlib import Path
 from typing import Any
 
 from datasets_zoo import Zoo
-from datasets_zoo.build import build_zoo
+from datasets_zoo.build import build_zoo, load_preset
 from wspace import interrupt
 from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
-__all__ = ["main"]
+from .checks import check_against_defaults, check_config
+
+__all__ = ["main", "explicit_overrides"]
+
+
+def explicit_overrides(cfg: Any, node: str) -> dict[str, Any]:
+    """The values under ``node`` that the command line set explicitly (``zoo.epochs=3``,
+    ``+zoo.x=1``), as a nested dict of their composed values; empty outside a Hydra run."""
+    from omegaconf import OmegaConf
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return {}
+        given = list(HydraConfig.get().overrides.task)
+    except Exception:  # no Hydra run (a Python caller): nothing was given on a command line
+        return {}
+    out: dict[str, Any] = {}
+    for text in given:
+        key = text.split("=", 1)[0].lstrip("+~")
+        if "=" not in text or text.startswith("~") or not key.startswith(node + "."):
+            continue
+        value = OmegaConf.select(cfg, key, default=None) if OmegaConf.is_config(cfg) else None
+        parts = key.split(".")[1:]
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = to_plain(value)
+    return out
+
+
+def _check_overrides(preset: dict, given: dict, prefix: str = "zoo") -> None:
+    """Each explicit override keeps the type of the preset's value, and the common ranges."""
+    for k, v in given.items():
+        ref = preset.get(k)
+        if isinstance(v, dict) and isinstance(ref, dict):
+            _check_overrides(ref, v, f"{prefix}.{k}")
+        else:
+            check_against_defaults({k: v}, {k: ref}, prefix, skip=())
 
 
 def main(cfg: Any) -> Path:
@@ -24,16 +69,24 @@ def main(cfg: Any) -> Path:
     zoo = cfg.get("zoo")
     if zoo is None or cfg.get("out") is None:
         raise WeightSpaceError("zoo build needs zoo=<preset> and out=<dir>")
+    check_config("zoo_build", cfg)
     zoo = to_plain(zoo)
+    explicit = explicit_overrides(cfg, "zoo")
     # the size is a top-level key (size=small); `+zoo.size=small` is accepted too
     size = cfg.get("size", None) or (zoo.pop("size", None) if isinstance(zoo, dict) else None) or "full"
     if isinstance(zoo, dict):
         zoo.pop("size", None)
     interrupt.set_resume_hint(f"the networks already written to {cfg.get('out')} are kept")
+    if isinstance(zoo, dict) and explicit:
+        try:  # the preset as shipped (the composed node already holds the overrides)
+            shipped = load_preset(str(zoo.get("name")), "full")
+        except WeightSpaceError:
+            shipped = {}
+        _check_overrides(shipped, explicit)
     out = build_zoo(
         zoo, cfg.get("out"), size=str(size), seed=int(cfg.get("seed", 0) or 0),
         device=str(cfg.get("device", "cpu") or "cpu"), chunk_size=cfg.get("chunk_size"),
-        progress=bool(cfg.get("progress", True)),
+        progress=bool(cfg.get("progress", True)), overrides=explicit or None,
     )
     print(f"zoo written to {out} ({len(Zoo.open(out))} checkpoints)")
     return out
