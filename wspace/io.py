@@ -121,6 +121,7 @@ def save_safetensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metada
     os.close(fd)
     try:
         save_file(data, tmp, metadata=meta)
+        os.chmod(tmp, 0o666 & ~process_umask())  # safetensors recreates the file: set the mode again
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -37,10 +37,15 @@ def check_generator_config(cfg: Any) -> None:
     options, ``trainer.*`` (Lightning's signature) and ``generator.*`` against the types and
     ranges of the generator's packaged defaults (``configs/train/generator/<name>.yaml``)."""
     from generators.config import generator_defaults
+    from generators.fitting import STAGE_OWNED
 
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     check_config("train", cfg)
     check_trainer(get("trainer"))
+    owned = sorted(k for k, v in (to_plain(get("trainer")) or {}).items() if k in STAGE_OWNED and v is not None)
+    if owned:
+        raise WeightSpaceError(f"option trainer.{owned[0]}: not used by generator training (each stage runs "
+                               f"generator.<stage>.steps steps with its own logger and checkpoints); remove it")
     gen = to_plain(get("generator"))
     if not isinstance(gen, dict):
         return
