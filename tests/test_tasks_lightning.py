@@ -255,7 +255,7 @@ def test_task_configs_name_their_module_and_generate_means_a_generator(tmp_path,
 
 
 def test_bad_task_option_is_a_clear_error(zoos, tmp_path):
-    with pytest.raises(WeightSpaceError, match=r"inr_classification.*bad options.*label_smothing"):
+    with pytest.raises(WeightSpaceError, match=r"inr_classification.*has no option .label_smothing."):
         fit("inr_classification", "statnn", zoos["inr"], tmp_path, trainer=QUIET, label_smothing=0.1)
 
 

@@ -33,7 +33,7 @@ from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
 __all__ = ["Option", "SCHEMAS", "check_config", "check_value", "check_against_defaults", "check_against_signature",
-           "check_device", "check_out", "check_trainer"]
+           "check_device", "check_out", "check_trainer", "explicit_overrides"]
 
 # integer settings that are sizes or counts: at least 1 (unless their default is 0)
 SIZE_NAME = re.compile(r"(^|_)(n|size|batch_size|steps|heads|hidden|d_model|latent_dim|dim|shots|every|timesteps|"
@@ -330,6 +330,33 @@ def check_trainer(node: Any, prefix: str = "trainer") -> None:
             raise _fail(key, v, "must be at least -1")
         if _is_int(v) and k in ("log_every_n_steps", "accumulate_grad_batches", "check_val_every_n_epoch") and v < 1:
             raise _fail(key, v, "must be at least 1")
+
+
+def explicit_overrides(cfg: Any, node: str) -> dict[str, Any]:
+    """The values under ``node`` that the command line set explicitly (``zoo.epochs=3``,
+    ``+zoo.x=1``), as a nested dict of their composed values; empty outside a Hydra run."""
+    from omegaconf import OmegaConf
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return {}
+        given = list(HydraConfig.get().overrides.task)
+    except Exception:  # no Hydra run (a Python caller): nothing was given on a command line
+        return {}
+    out: dict[str, Any] = {}
+    for text in given:
+        key = text.split("=", 1)[0].lstrip("+~")
+        if "=" not in text or text.startswith("~") or not key.startswith(node + "."):
+            continue
+        value = OmegaConf.select(cfg, key, default=None) if OmegaConf.is_config(cfg) else None
+        parts = key.split(".")[1:]
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = to_plain(value)
+    return out
 
 
 def check_config(subcommand: str, cfg: Any) -> None:

@@ -265,7 +265,8 @@ def check_train_config(cfg: Any) -> None:
         if isinstance(task.get("_target_"), str):
             cls = task_class(task)
             options = {k: v for k, v in task.items() if k not in DATA_KEYS + RUN_KEYS}
-            check_against_signature(options, cls.__init__, "task", owner=f"task {cls.__qualname__}")
+            check_against_signature(options, cls.__init__, "task",
+                                    owner=f"task '{_task_label(task)}' ({cls.__qualname__})")
     enc = plain(cfg.get("encoder"))
     if isinstance(enc, Mapping) and isinstance(enc.get("_target_"), str):
         try:

@@ -24,7 +24,7 @@ from wspace.curves import find_logs, plot_curves
 from wspace.errors import WeightSpaceError
 from wspace.fingerprint import rerun_policy
 
-from .checks import check_against_defaults, check_config, check_trainer
+from .checks import check_against_defaults, check_config, check_trainer, explicit_overrides
 
 if TYPE_CHECKING:
     from generators.pipeline import WeightGenerator
@@ -42,8 +42,9 @@ def check_generator_config(cfg: Any) -> None:
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
     check_config("train", cfg)
     check_trainer(get("trainer"))
-    owned = sorted(k for k, v in (to_plain(get("trainer")) or {}).items() if k in STAGE_OWNED and v is not None)
-    if owned:
+    given = explicit_overrides(cfg, "trainer")
+    owned = sorted(k for k, v in given.items() if k in STAGE_OWNED and v is not None)
+    if owned:  # set on the command line: refused rather than silently dropped
         raise WeightSpaceError(f"option trainer.{owned[0]}: not used by generator training (each stage runs "
                                f"generator.<stage>.steps steps with its own logger and checkpoints); remove it")
     gen = to_plain(get("generator"))
@@ -77,7 +78,11 @@ def main(cfg: Any) -> "WeightGenerator":
         raise WeightSpaceError(f"the generator config{f' {name!r}' if name else ''} has no _target_ naming its "
                                f"class (e.g. _target_: generators.d2nwg.D2NWG)")
     cls = generator_class(str(target), trusted=True)  # the user's own config: trusted like code
-    trainer = dict(to_plain(get("trainer")) or {})
+    from generators.fitting import STAGE_OWNED
+
+    # epoch / time limits of a trainer group a generator config did not replace (trainer=default):
+    # not the user's, and meaningless for fixed-step stages (given ones were refused above)
+    trainer = {k: v for k, v in (to_plain(get("trainer")) or {}).items() if k not in STAGE_OWNED}
     progress = bool(trainer.get("enable_progress_bar", True))
     out = str(get("out"))
     interrupt.set_resume_hint(f"finished stages in {out}/stages, checkpoints in {out}/checkpoints")

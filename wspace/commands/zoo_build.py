@@ -20,36 +20,9 @@ from wspace import interrupt
 from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
-from .checks import check_against_defaults, check_config
+from .checks import check_against_defaults, check_config, explicit_overrides
 
-__all__ = ["main", "explicit_overrides"]
-
-
-def explicit_overrides(cfg: Any, node: str) -> dict[str, Any]:
-    """The values under ``node`` that the command line set explicitly (``zoo.epochs=3``,
-    ``+zoo.x=1``), as a nested dict of their composed values; empty outside a Hydra run."""
-    from omegaconf import OmegaConf
-
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return {}
-        given = list(HydraConfig.get().overrides.task)
-    except Exception:  # no Hydra run (a Python caller): nothing was given on a command line
-        return {}
-    out: dict[str, Any] = {}
-    for text in given:
-        key = text.split("=", 1)[0].lstrip("+~")
-        if "=" not in text or text.startswith("~") or not key.startswith(node + "."):
-            continue
-        value = OmegaConf.select(cfg, key, default=None) if OmegaConf.is_config(cfg) else None
-        parts = key.split(".")[1:]
-        d = out
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = to_plain(value)
-    return out
+__all__ = ["main"]
 
 
 def _check_overrides(preset: dict, given: dict, prefix: str = "zoo") -> None:
