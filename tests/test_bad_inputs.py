@@ -126,6 +126,12 @@ def _zoo_json_not_utf8(root: Path) -> Callable[[], Any]:
     return lambda: Zoo.open(z)
 
 
+def _zoo_json_deeply_nested(root: Path) -> Callable[[], Any]:
+    z = make_zoo(root / "zoo")
+    (z / "zoo.json").write_text("[" * 100_000)
+    return lambda: Zoo.open(z)
+
+
 def _row_not_int(root: Path) -> Callable[[], Any]:
     z = make_zoo(root / "zoo")
     rows = _manifest_rows(z)
@@ -228,6 +234,7 @@ CASES = [
     Case("shards-swapped", _swapped_shards, r"shard-0000[01]\.safetensors.*holds checkpoint 'm[01]-0'.*swapped"),
     Case("zoo-json-truncated", _zoo_json_truncated, r"zoo\.json.*corrupt native zoo description"),
     Case("zoo-json-not-utf8", _zoo_json_not_utf8, r"zoo\.json.*corrupt native zoo description"),
+    Case("zoo-json-deeply-nested", _zoo_json_deeply_nested, r"zoo\.json.*corrupt native zoo description"),
     Case("manifest-row-not-integer", _row_not_int, r"manifest\.jsonl.*line 3: 'row' must be a non-negative integer"),
     Case("manifest-row-out-of-range", _row_out_of_range, r"shard-00000\.safetensors.*row index 7 is out of range"),
     # single files

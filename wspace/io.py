@@ -98,8 +98,8 @@ def read_json(path: PathLike, missing: str = "file not found") -> Any:
             return json.load(f)
     except FileNotFoundError as e:
         raise WeightSpaceError(missing, file=path) from e
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WeightSpaceError(f"invalid JSON: {e}", file=path) from e
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise WeightSpaceError(f"invalid JSON: {e or type(e).__name__}", file=path) from e
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], file: PathLike | None = None) -> None:

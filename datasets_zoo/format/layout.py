@@ -107,12 +107,12 @@ def read_manifest(path: Path) -> tuple[list[dict], list[int], bool]:
         pos += len(line) + 1
     try:  # one C-level parse for the common, healthy case
         rows = json.loads(b"[" + b",".join(lines) + b"]") if lines else []
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         rows = []
         for i, line in enumerate(lines):
             try:
                 rows.append(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise WeightSpaceError(f"line {i + 1} is not valid JSON ({e}); the manifest is corrupt", file=f) from e
     for i, r in enumerate(rows):
         if not isinstance(r, dict) or not all(k in r for k in ("id", "spec_id", "shard", "row")):
