@@ -55,8 +55,9 @@ class ZooSource:
     def fingerprint(self) -> str:
         """A SHA-256 of what this zoo holds, for run fingerprints (:mod:`wspace.fingerprint`):
         its specs and every record (ids, tasks, hyperparameters, metrics). Not its path, so a
-        moved or copied zoo keeps its fingerprint. Formats whose files can change under the
-        same records refine it (the native format hashes its description and manifest)."""
+        moved or copied zoo keeps its fingerprint, a rebuilt or extended one does not. Native
+        shards are immutable once listed and checked against the manifest's ids, so the
+        records stand for the weights."""
         from wspace.fingerprint import digest
 
         return digest({"format": self.format, "specs": {k: s.fingerprint for k, s in self.specs.items()},

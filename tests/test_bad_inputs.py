@@ -333,6 +333,18 @@ def test_shards_with_matching_ids_still_read(tmp_path):
     assert len(ws) == 6 and [r["id"] for r in zoo.records][:2] == ["m0-0", "m0-1"]
 
 
+def test_zoo_build_overrides_win_over_the_size_block(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "zoo"
+    # sizes.small says seeds 2, epochs 2, save_epochs [1, 2]: the command line wins
+    assert cli.main(["zoo", "build", "zoo=digits-tasks", "size=small", "zoo.search.seeds=1", "zoo.epochs=1",
+                     "zoo.save_epochs=[1]", f"out={out}", "progress=false"]) == 0
+    zoo = Zoo.open(out)
+    built = zoo.meta["builder"]["config"]
+    assert (built["search"]["seeds"], built["epochs"], built["save_epochs"]) == (1, 1, [1])
+    assert built["batch_size"] == 128 and len(zoo) == 4  # the small size's other settings: 4 tasks x 1 seed
+
+
 def test_sample_failure_leaves_no_zoo_and_the_rerun_works(tmp_path):
     from wspace.commands.sample import write_samples
 

@@ -20,9 +20,21 @@ from wspace import interrupt
 from wspace.config import to_plain
 from wspace.errors import WeightSpaceError
 
-from .checks import check_against_defaults, check_config, explicit_overrides
+from .checks import SCHEMAS, check_against_defaults, check_config, check_value, explicit_overrides
 
 __all__ = ["main"]
+
+
+def _given_top_level(cfg: Any) -> set[str]:
+    """The top-level keys set on the command line (empty outside a Hydra run)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return set()
+        return {t.split("=", 1)[0].lstrip("+") for t in HydraConfig.get().overrides.task if "=" in t}
+    except Exception:
+        return set()
 
 
 def _check_overrides(preset: dict, given: dict, prefix: str = "zoo") -> None:
@@ -45,10 +57,16 @@ def main(cfg: Any) -> Path:
     check_config("zoo_build", cfg)
     zoo = to_plain(zoo)
     explicit = explicit_overrides(cfg, "zoo")
-    # the size is a top-level key (size=small); `+zoo.size=small` is accepted too
-    size = cfg.get("size", None) or (zoo.pop("size", None) if isinstance(zoo, dict) else None) or "full"
+    # the size is a top-level key (size=small); `+zoo.size=small` is accepted too (it is not a preset value)
+    inner = explicit.pop("size", None)
+    top = cfg.get("size", None)
     if isinstance(zoo, dict):
-        zoo.pop("size", None)
+        inner = zoo.pop("size", None) or inner
+    if inner is not None:
+        check_value("zoo.size", inner, SCHEMAS["zoo_build"]["size"])
+        if top not in (None, "full", inner) or ("size" in _given_top_level(cfg) and top != inner):
+            raise WeightSpaceError(f"size={top} and zoo.size={inner} disagree: give the size once (size=...)")
+    size = inner or top or "full"
     interrupt.set_resume_hint(f"the networks already written to {cfg.get('out')} are kept")
     if isinstance(zoo, dict) and explicit:
         try:  # the preset as shipped (the composed node already holds the overrides)
