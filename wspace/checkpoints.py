@@ -4,8 +4,8 @@
 * :class:`SaveOnInterrupt` writes ``last.ckpt`` when fitting is interrupted (Ctrl-C,
   SIGTERM; see :mod:`wspace.interrupt`), so that a rerun resumes mid-epoch or mid-stage.
   While training it polls :func:`wspace.interrupt.check` before every step (after all hooks
-  of the previous one ran, e.g. an EMA update) and after every validation batch, so a signal
-  usually stops the run at a step boundary and the checkpoint holds whole steps.
+  of the previous one ran, e.g. an EMA update), so a signal usually stops the run at a step
+  boundary and the checkpoint holds whole steps.
 * :class:`AtomicCheckpointIO` makes every checkpoint write atomic (temporary file, then
   rename): a run killed while saving keeps its previous checkpoint intact.
 * :func:`check_checkpoint` reads a checkpoint before a resume (``weights_only=True``), so
@@ -103,11 +103,6 @@ class SaveOnInterrupt(Callback):
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         interrupt.check()
-
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
-                                dataloader_idx: int = 0) -> None:
-        if self.polling:
-            interrupt.check()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._stop_polling()
