@@ -19,7 +19,7 @@ from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
-__all__ = ["RECORD_FIELDS", "ZooSource", "record_value"]
+__all__ = ["RECORD_FIELDS", "ZooSource", "record_value", "zoo_fingerprint"]
 
 # Fields every record may carry; adapters fill what their format knows.
 RECORD_FIELDS = ("id", "run", "seed", "task", "epoch", "hparams", "metrics")
@@ -52,6 +52,17 @@ class ZooSource:
     def read(self, rows: np.ndarray) -> WeightSpace:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def fingerprint(self) -> str:
+        """A SHA-256 of what this zoo holds, for run fingerprints (:mod:`wspace.fingerprint`):
+        its specs and every record (ids, tasks, hyperparameters, metrics). Not its path, so a
+        moved or copied zoo keeps its fingerprint, a rebuilt or extended one does not. Native
+        shards are immutable once listed and checked against the manifest's ids, so the
+        records stand for the weights."""
+        from wspace.fingerprint import digest
+
+        return digest({"format": self.format, "specs": {k: s.fingerprint for k, s in self.specs.items()},
+                       "records": self.records, "meta": self.meta})
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {len(self.records)} checkpoints, specs={self.spec_ids})"
 
@@ -65,3 +76,17 @@ def record_value(record: Mapping[str, Any], name: str, default: Any = None) -> A
         if isinstance(d, dict) and name in d:
             return d[name]
     return default
+
+
+def zoo_fingerprint(zoo: Any) -> str:
+    """The fingerprint of ``zoo``: a :class:`ZooSource`, or a ``datasets_zoo.Zoo`` (whose
+    ``source`` gives it; a filtered view adds the ids it keeps)."""
+    from wspace.fingerprint import digest
+
+    source = getattr(zoo, "source", zoo)
+    if not isinstance(source, ZooSource):
+        raise WeightSpaceError(f"zoo_fingerprint expects a Zoo or a ZooSource, got {type(zoo).__name__}")
+    fp = source.fingerprint()
+    if source is not zoo and len(zoo) != len(source.records):
+        fp = digest({"source": fp, "ids": [r.get("id") for r in zoo.records]})
+    return fp

@@ -31,13 +31,17 @@ from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
 from .config import generator_defaults, merge_settings, user_settings
-from .pipeline import PIPELINE_DIR, WeightGenerator
+from .fitting import Stage, settle_stages
+from .pipeline import PIPELINE_DIR, WeightGenerator, class_path
 from .selection import select_checkpoints
 from .tokenizer import canonicalize
 
 __all__ = ["GaussianGenerator"]
 
 MEAN_FILE, STD_FILE = "mean.safetensors", "std.safetensors"
+# one stage, whose result is the pipeline itself; its fingerprint covers every setting and this code
+STAGES = (Stage("pipeline", None, (PIPELINE_DIR,)),)
+CODE = ("generators.gaussian", "generators.selection", "generators.tokenizer", "wspace.audit.baselines", "wspace.align")
 
 
 class GaussianGenerator(WeightGenerator):
@@ -86,8 +90,13 @@ class GaussianGenerator(WeightGenerator):
               device: str = "cpu", trainer: Mapping[str, Any] | None = None, progress: bool = False,
               **overrides: Any) -> "GaussianGenerator":
         """Fit on the checkpoints of ``zoo`` that ``config["data"]`` selects; save to
-        ``out/pipeline`` (``trainer`` and ``progress`` are not used: there is nothing to iterate)."""
+        ``out/pipeline`` (``trainer`` and ``progress`` are not used: there is nothing to iterate).
+
+        A rerun into an ``out`` that holds a pipeline fitted with other settings (or another
+        generator) refuses before fitting (:func:`generators.fitting.settle_stages`; see
+        :mod:`wspace.fingerprint` for ``resume=force`` / ``overwrite=true``)."""
         cfg = cls.resolve_config(config, **overrides)
+        settle_stages(out, zoo, cfg, STAGES, generator=class_path(cls), seed=seed, code=CODE, ignore=())
         z, idx = select_checkpoints(zoo, cfg["data"], seed)
         ws = z.weights(idx)
         pipe = cls.fit(ws, aligned=bool(cfg["aligned"]), seed=seed, config=cfg)

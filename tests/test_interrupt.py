@@ -132,7 +132,8 @@ def test_train_encoder_sigterm_stops_fast_and_resumes(inr_zoo, tmp_path, capsys,
     # the rerun resumes from that checkpoint (in-process: a few more epochs, then the test)
     monkeypatch.chdir(tmp_path)
     epochs = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"])
-    assert cli.main([*args, f"trainer.max_epochs={epochs + 2}"]) == 0
+    # fewer epochs than the interrupted run asked for: another setting, so resume=force (or it refuses)
+    assert cli.main([*args, f"trainer.max_epochs={epochs + 2}", "resume=force"]) == 0
     assert "resuming from" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed_from"] == str(last)
@@ -180,7 +181,8 @@ def test_train_generator_sigint_leaves_mid_stage_checkpoint_and_resumes(tasks_zo
     assert step >= 3
 
     monkeypatch.chdir(tmp_path)
-    assert cli.main([*args, f"generator.denoiser.steps={step + 4}", "trainer.log_every_n_steps=1"]) == 0
+    assert cli.main([*args, f"generator.denoiser.steps={step + 4}", "trainer.log_every_n_steps=1",
+                     "resume=force"]) == 0  # fewer steps than the interrupted run: another setting
     resumed = out / "logs" / "diffusion" / "version_1" / "metrics.csv"
     steps = [int(line.split(",")[1]) for line in resumed.read_text().splitlines()[1:]]
     assert steps and min(steps) >= step  # continued from the checkpoint, not from zero

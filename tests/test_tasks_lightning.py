@@ -198,8 +198,12 @@ def test_interrupted_training_resumes_from_last_checkpoint(zoos, tmp_path):
     ck = torch.load(last, weights_only=True)  # our checkpoints are plain data
     assert ck["global_step"] == m1["global_step"] and ck["epoch"] == 1
     steps_per_epoch = m1["global_step"] // 2
-    m2 = fit("generalization", "statnn", zoos["mlp"], tmp_path, trainer={**QUIET, "max_epochs": 4}, patience=100, **kw)
-    assert m2["resumed_from"] == str(last)
+    # more epochs is another setting: the rerun refuses (naming it) until resume=force says to continue
+    with pytest.raises(WeightSpaceError, match=r"trainer\.max_epochs: 2 -> 4.*resume=force"):
+        fit("generalization", "statnn", zoos["mlp"], tmp_path, trainer={**QUIET, "max_epochs": 4}, patience=100, **kw)
+    m2 = fit("generalization", "statnn", zoos["mlp"], tmp_path, trainer={**QUIET, "max_epochs": 4}, patience=100,
+             overrides=["resume=force"], **kw)
+    assert m2["resumed_from"] == str(last) and m2["forced"] == ["trainer.max_epochs: 2 -> 4"]
     assert m2["global_step"] == 4 * steps_per_epoch and m2["epochs"] == 4
     assert (tmp_path / "logs" / "version_1" / "metrics.csv").is_file()
     # resume=false starts over
@@ -251,7 +255,7 @@ def test_task_configs_name_their_module_and_generate_means_a_generator(tmp_path,
 
 
 def test_bad_task_option_is_a_clear_error(zoos, tmp_path):
-    with pytest.raises(WeightSpaceError, match=r"inr_classification.*bad options.*label_smothing"):
+    with pytest.raises(WeightSpaceError, match=r"inr_classification.*has no option .label_smothing."):
         fit("inr_classification", "statnn", zoos["inr"], tmp_path, trainer=QUIET, label_smothing=0.1)
 
 

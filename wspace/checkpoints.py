@@ -3,10 +3,13 @@
 
 * :class:`SaveOnInterrupt` writes ``last.ckpt`` when fitting is interrupted (Ctrl-C,
   SIGTERM; see :mod:`wspace.interrupt`), so that a rerun resumes mid-epoch or mid-stage.
-  While training it polls :func:`wspace.interrupt.check` after every step, so a signal
-  usually stops the run at a step boundary.
+  While training it polls :func:`wspace.interrupt.check` before every step (after all hooks
+  of the previous one ran, e.g. an EMA update), so a signal usually stops the run at a step
+  boundary and the checkpoint holds whole steps.
 * :class:`AtomicCheckpointIO` makes every checkpoint write atomic (temporary file, then
   rename): a run killed while saving keeps its previous checkpoint intact.
+* :func:`check_checkpoint` reads a checkpoint before a resume (``weights_only=True``), so
+  that a corrupt or truncated ``last.ckpt`` is a named error instead of a traceback.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wspace import interrupt
+from wspace.errors import WeightSpaceError
 
-__all__ = ["SaveOnInterrupt", "AtomicCheckpointIO", "is_interrupt"]
+__all__ = ["SaveOnInterrupt", "AtomicCheckpointIO", "is_interrupt", "check_checkpoint"]
 
 
 def is_interrupt(exception: BaseException) -> bool:
@@ -42,6 +46,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def check_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the Lightning checkpoint ``path`` (``torch.load(weights_only=True)``: never
+    unpickling objects) and return it.
+
+    Raises:
+        WeightSpaceError: the file is missing, truncated or corrupt, or is not a Lightning
+            checkpoint (no ``state_dict``); the message says how to start over.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    how = ("delete it to restart from the last finished stage, or pass overwrite=true to start the run over")
+    if not path.is_file():
+        raise WeightSpaceError(f"checkpoint not found ({how})", file=path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightSpaceError(f"refused to load: the checkpoint holds objects other than tensors and plain "
+                               f"values ({str(e).splitlines()[0]}); {how}", file=path) from e
+    except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile, UnicodeDecodeError, OverflowError, MemoryError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise WeightSpaceError(f"corrupt or truncated checkpoint ({first}); {how}", file=path) from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise WeightSpaceError(f"not a Lightning checkpoint (no state_dict); {how}", file=path)
+    return ckpt
 
 
 class SaveOnInterrupt(Callback):
@@ -66,7 +101,7 @@ class SaveOnInterrupt(Callback):
         self.polling = True
         interrupt.poll_begin()
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         interrupt.check()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

@@ -98,6 +98,43 @@ def _validate(cfg: dict) -> None:
         if bad or not cfg.get("save_epochs"):
             raise WeightSpaceError(f"zoo preset '{name}': save_epochs must be a non-empty list of epochs in "
                                    f"0..{cfg['epochs']}, got {cfg.get('save_epochs')}")
+    _validate_values(cfg, name)
     opt = (cfg.get("hparams") or {}).get("optimizer")
     if opt is not None and opt not in OPTIMIZERS:
         raise WeightSpaceError(f"zoo preset '{name}': optimizer must be one of {OPTIMIZERS}, got {opt!r}")
+
+
+def _validate_values(cfg: dict, name: str) -> None:
+    """Counts are positive integers, fractions lie in [0, 1], numbers are finite."""
+    import math
+
+    def positive(where: str, v: object, nullable: bool = False) -> None:
+        if v is None and nullable:
+            return
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise WeightSpaceError(f"zoo preset '{name}': '{where}' must be a positive integer, got {v!r}")
+
+    if "chunk_size" in cfg:
+        positive("chunk_size", cfg["chunk_size"], nullable=True)
+    search = cfg.get("search") or {}
+    for k in ("runs", "seeds", "limit"):
+        if k in search:
+            positive(f"search.{k}", search[k], nullable=k == "limit")
+    tasks = cfg.get("tasks") or {}
+    if isinstance(tasks, dict):
+        if "subsets" in tasks:
+            positive("tasks.subsets", tasks["subsets"])
+        if "limit" in tasks:
+            positive("tasks.limit", tasks["limit"], nullable=True)
+        f = tasks.get("heldout_fraction", 0.0)
+        if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0.0 <= f <= 1.0):
+            raise WeightSpaceError(f"zoo preset '{name}': 'tasks.heldout_fraction' must lie in [0, 1], got {f!r}")
+    inr = cfg.get("inr") or {}
+    for k in ("variants", "views", "images_per_split"):
+        if k in inr:
+            positive(f"inr.{k}", inr[k], nullable=k == "images_per_split")
+    for k, v in (cfg.get("hparams") or {}).items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise WeightSpaceError(f"zoo preset '{name}': 'hparams.{k}' must be a finite number, got {v!r}")
+        if k == "steps":
+            positive("hparams.steps", v)

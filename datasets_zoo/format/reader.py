@@ -1,6 +1,7 @@
 """The native zoo reader: :class:`NativeSource`."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -14,7 +15,7 @@ from wspace.errors import WeightSpaceError
 from wspace.space import WeightSpace
 
 from ..source import ZooSource
-from .layout import MANIFEST, SHARDS, parse_specs, read_manifest, read_zoo_json
+from .layout import MANIFEST, SHARD_IDS_KEY, SHARD_SPEC_KEY, SHARDS, parse_specs, read_manifest, read_zoo_json
 from .shards import HAVE_PREADV, AddressSpan, ShardReader
 
 __all__ = ["NativeSource"]
@@ -71,6 +72,7 @@ class NativeSource(ZooSource):
         np.maximum.at(self._row_hi, codes, self.row_in_shard)
         # (shard, row) as one key; + 2 so that consecutive keys never join two shards
         self._stride = int(self._row_hi.max()) + 2 if len(rows) else 1
+        self._by_shard: tuple[np.ndarray, np.ndarray] | None = None  # manifest rows grouped by shard (lazy)
         self._tags: dict[str, tuple[str, ...]] = {}
         self._readers: "OrderedDict[int, ShardReader]" = OrderedDict()
         # rows already found finite by this source: listed shards are immutable (written
@@ -92,6 +94,7 @@ class NativeSource(ZooSource):
         if lo < 0 or hi >= r.n:
             raise WeightSpaceError(f"manifest row index {hi if hi >= r.n else lo} is out of range for a shard of "
                                    f"{r.n} rows", file=r.path)
+        self._check_ids(code, spec_id, r)
         tags = self._tags.setdefault(spec_id, r.tags)
         if r.tags != tags:
             raise WeightSpaceError(f"stores {list(r.tags)} tensors but other shards of spec {spec_id} store "
@@ -100,6 +103,42 @@ class NativeSource(ZooSource):
         while len(self._readers) > self.max_open_shards:
             self._readers.popitem(last=False)[1].close()
         return r
+
+    def _rows_of(self, code: int) -> np.ndarray:
+        """Positions (in ``records``) of the manifest rows stored in shard ``code``."""
+        if self._by_shard is None:
+            order = np.argsort(self.shard_of, kind="stable")
+            bounds = np.searchsorted(self.shard_of[order], np.arange(len(self.shard_names) + 1))
+            self._by_shard = (order, bounds)
+        order, bounds = self._by_shard
+        return order[bounds[code]:bounds[code + 1]]
+
+    def _check_ids(self, code: int, spec_id: str, reader: ShardReader) -> None:
+        """The shard's own metadata (the checkpoint ids of its rows, its spec id, written by
+        :class:`~datasets_zoo.format.ZooWriter`) must agree with the manifest rows that point
+        into it: a swapped, replaced or foreign shard raises instead of returning another
+        checkpoint's weights. Shards without that metadata are not checked."""
+        meta = reader.meta
+        sid = meta.get(SHARD_SPEC_KEY)
+        if sid is not None and sid != spec_id:
+            raise WeightSpaceError(f"the shard says it holds spec '{sid}' but the manifest reads it as spec "
+                                   f"'{spec_id}' (shard files swapped or replaced?)", file=reader.path)
+        text = meta.get(SHARD_IDS_KEY)
+        if text is None:
+            return
+        try:
+            ids = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise WeightSpaceError(f"corrupt shard metadata '{SHARD_IDS_KEY}': {e}", file=reader.path) from e
+        if not isinstance(ids, list) or len(ids) != reader.n or not all(isinstance(i, str) for i in ids):
+            raise WeightSpaceError(f"corrupt shard metadata '{SHARD_IDS_KEY}': expected a list of {reader.n} "
+                                   "checkpoint ids", file=reader.path)
+        for pos in self._rows_of(code).tolist():
+            want, row = self.records[pos]["id"], int(self.row_in_shard[pos])
+            if ids[row] != want:
+                raise WeightSpaceError(
+                    f"row {row} holds checkpoint '{ids[row]}' but the manifest ({MANIFEST}) lists '{want}' there: "
+                    "shard files swapped, replaced or copied from another zoo", file=reader.path)
 
     def read(self, rows: np.ndarray) -> WeightSpace:
         rows = np.asarray(rows, dtype=np.int64)

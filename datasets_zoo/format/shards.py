@@ -30,6 +30,7 @@ class ShardReader:
     def __init__(self, path: Path, spec: WeightSpaceSpec):
         self.path = path
         info, meta, start = read_safetensors_header(path)
+        self.meta = meta
         missing = [k for k in spec.keys if k not in info]
         if missing:
             raise WeightSpaceError(f"shard lacks the spec's key(s) {missing}", file=path, tensor=missing[0])

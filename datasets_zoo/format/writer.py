@@ -16,8 +16,8 @@ from wspace.io import atomic_write, read_safetensors_header, save_safetensors
 from wspace.space import WeightSpace
 from wspace.spec import WeightSpaceSpec
 
-from .layout import (MANIFEST, RESERVED, SHARD_RE, SHARDS, ZOO_FORMAT, ZOO_FORMAT_VERSION, ZOO_JSON, line_length,
-                     parse_specs, read_manifest, read_zoo_json)
+from .layout import (MANIFEST, RESERVED, SHARD_IDS_KEY, SHARD_RE, SHARD_SPEC_KEY, SHARDS, ZOO_FORMAT,
+                     ZOO_FORMAT_VERSION, ZOO_JSON, line_length, parse_specs, read_manifest, read_zoo_json)
 from .lock import WriterLock
 
 __all__ = ["ZooWriter"]
@@ -227,7 +227,7 @@ class ZooWriter:
         if ws.dtype != stored:  # one dtype per spec, so that reads never mix shard dtypes
             ws = ws.to(stored)
         name = f"shard-{self._next_shard:05d}.safetensors"
-        meta = {"wspace.spec": ws.spec.to_json(), "wspace.zoo.spec_id": sid, "wspace.zoo.ids": json.dumps(ids),
+        meta = {"wspace.spec": ws.spec.to_json(), SHARD_SPEC_KEY: sid, SHARD_IDS_KEY: json.dumps(ids),
                 "wspace.zoo.format_version": str(ZOO_FORMAT_VERSION)}
         save_safetensors(self.path / SHARDS / name, ws.detach().state_dict(), meta)  # 1) the shard, atomically
         for j, row in enumerate(rows):

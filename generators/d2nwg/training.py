@@ -30,12 +30,22 @@ from wspace.space import WeightSpace
 from ..autoencoders import TokenVAE
 from ..conditioning import ShotSampler, contrastive_loss
 from ..denoisers import TokenDenoiser
-from ..fitting import fit_stage, random_batches, stage_trainer_kwargs
+from ..fitting import Stage, fit_stage, random_batches, seed_stage, settle_stages, stage_trainer_kwargs
 from ..selection import select_checkpoints
 from ..tokenizer import WeightTokenizer, canonicalize
 from .components import build_modules, make_probe, make_tokenizer
 
-__all__ = ["prepare_data", "fit_stages", "TrainedParts", "condition_mode", "query_inputs", "CONDITION_MODES"]
+__all__ = ["prepare_data", "fit_stages", "TrainedParts", "condition_mode", "query_inputs", "CONDITION_MODES", "STAGES",
+           "CODE"]
+
+# The stages, the config keys each depends on and what each leaves in `out`: their fingerprints
+# are checked before any work starts (generators.fitting.settle_stages), so a rerun never reuses
+# a stage trained with other settings. CODE: the modules whose source is part of the fingerprint.
+STAGES = (Stage("vae", ("data", "tokenizer", "vae"), ("stages/vae.safetensors", "checkpoints/vae", "logs/vae")),
+          Stage("diffusion", None, ("stages/denoiser.safetensors", "checkpoints/diffusion", "logs/diffusion")),
+          Stage("pipeline", (), ("pipeline",)))
+CODE = ("generators.d2nwg", "generators.autoencoders", "generators.conditioning", "generators.denoisers",
+        "generators.fitting", "generators.probe", "generators.selection", "generators.tokenizer")
 
 
 @dataclass
@@ -116,8 +126,9 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
     from .diffusion_stage import DiffusionStage
     from .vae_stage import VAEStage
 
-    torch.manual_seed(seed)
     trainer = stage_trainer_kwargs(trainer, device)
+    settle_stages(out, zoo, cfg, STAGES, generator="generators.d2nwg.D2NWG", seed=seed, trainer=trainer, code=CODE)
+    torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(zoo, cfg, seed)
     ws = data["ws"]
@@ -149,6 +160,7 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
     scale = 1.0 / float(mu.std().clamp_min(1e-6))
     latents = mu * scale
 
+    seed_stage(seed, "condition")  # the same random state whether the VAE was trained now or reused
     shots = ShotSampler.from_tasks(data["tasks"], cfg["condition"]["max_per_class"], seed) if conditional else None
     # optional: contrastive pre-alignment of the set encoder with the weight latents (D2NWG)
     n_con = int(cfg["condition"]["contrastive_steps"])

@@ -34,6 +34,8 @@ __all__ = ["audit", "as_population"]
 def as_population(x: Any, what: str) -> tuple[WeightSpace, list[dict] | None]:
     """A WeightSpace or a Zoo -> ``(weights, records or None)``."""
     if isinstance(x, WeightSpace):
+        if len(x) == 0:
+            raise WeightSpaceError(f"the {what} set is empty: an audit needs at least one {what} network")
         return x.detach().to("cpu"), None
     if hasattr(x, "weights") and hasattr(x, "records"):  # datasets_zoo.Zoo (not imported: no dependency)
         if len(x) == 0:

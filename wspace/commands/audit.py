@@ -13,6 +13,8 @@ from wspace import interrupt
 from wspace.audit import audit
 from wspace.errors import WeightSpaceError
 
+from .checks import check_config
+
 __all__ = ["main"]
 
 _OPTIONAL = {"shortlist": int, "exact": bool, "max_reference": int, "n_baseline": int, "probe_size": int,
@@ -27,6 +29,7 @@ def _open(path: Any, what: str) -> Zoo:
 
 def main(cfg: Any) -> Any:
     """Run the audit described by ``cfg`` (keys generated, zoo, task, reference, out, seed)."""
+    check_config("audit", cfg)
     interrupt.set_resume_hint("the audit keeps no partial results", resumable=False)
     gen, train = _open(cfg.generated, "generated"), _open(cfg.zoo, "zoo")
     ref = _open(cfg.reference, "reference") if cfg.get("reference") else None

@@ -154,9 +154,19 @@ def main(cfg: Any) -> dict[str, Any]:
     """Entry point of ``wspace quickstart`` (config ``configs/quickstart/quickstart.yaml``)."""
     from omegaconf import OmegaConf
 
+    from generators.config import generator_defaults
     from wspace import interrupt
+    from wspace.fingerprint import rerun_policy
 
-    interrupt.set_resume_hint(f"finished stages and checkpoints in {cfg.out} are reused")
+    from .checks import Option, check_against_defaults, check_config, check_value
+
+    check_config("quickstart", cfg)
     overrides = OmegaConf.to_container(cfg.get("quickstart") or {}, resolve=True)
-    return run_quickstart(str(cfg.out), seed=int(cfg.seed), device=str(cfg.device),
-                          progress=bool(cfg.get("progress", True)), config=overrides)
+    check_against_defaults({k: v for k, v in overrides.items() if k != "generator"}, DEFAULTS, "quickstart")
+    if overrides.get("tasks") is not None:
+        check_value("quickstart.tasks", overrides["tasks"], Option("int", minimum=2))
+    check_against_defaults(overrides.get("generator") or {}, generator_defaults("d2nwg"), "quickstart.generator")
+    interrupt.set_resume_hint(f"finished stages and checkpoints in {cfg.out} are reused")
+    with rerun_policy(cfg.get("resume", True), cfg.get("overwrite", False)):
+        return run_quickstart(str(cfg.out), seed=int(cfg.seed), device=str(cfg.device),
+                              progress=bool(cfg.get("progress", True)), config=overrides)

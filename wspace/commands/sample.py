@@ -10,6 +10,7 @@ sampler settings in ``hparams`` and ``metrics`` (``test_acc``, ``train_acc``).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -17,10 +18,12 @@ import torch
 
 from wspace.errors import WeightSpaceError
 
+from .checks import check_config
+
 if TYPE_CHECKING:
     from generators.pipeline import WeightGenerator
 
-__all__ = ["main", "load_pipeline", "write_samples"]
+__all__ = ["main", "load_pipeline", "write_samples", "check_sample_out"]
 
 # sample.yaml keys passed to the generator's `sample` when not null
 SAMPLING_OPTIONS = ("guidance_scale", "num_inference_steps")
@@ -38,29 +41,55 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
                   ) -> dict[str, torch.Tensor]:
     """Write ``ws`` as a native zoo at ``out``; returns their metrics.
 
-    ``task``: the task of every network, or one task name per network.
+    ``task``: the task of every network, or one task name per network. The zoo is written
+    into a temporary folder beside ``out`` and renamed to ``out`` once complete, so a failure
+    (e.g. non-finite sampled weights) leaves nothing behind that would block a rerun.
+    ``out`` must not exist or be an empty directory.
     """
+    import shutil
+
     from datasets_zoo.format import ZooWriter
     from datasets_zoo.tasks import get_task
 
     from generators.evaluate import accuracy
 
     out = Path(out)
-    if (out / "zoo.json").exists():
-        raise WeightSpaceError("a zoo already exists here; choose a new out= directory", file=out)
+    check_sample_out(out)
     names = [get_task(task).name] * len(ws) if isinstance(task, str) else [get_task(t).name for t in task]
     metrics = {"test_acc": accuracy(ws, names, "test"), "train_acc": accuracy(ws, names, "train")}
     records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "task": t, "sample": i, "hparams": hparams,
                 "metrics": {k: float(v[i]) for k, v in metrics.items()}} for i, t in enumerate(names)]
     tasks = {t: get_task(t).meta() for t in sorted(set(names))}
-    with ZooWriter(out, {**meta, "tasks": tasks}) as w:
-        w.append(ws.to("cpu"), records)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with ZooWriter(tmp, {**meta, "tasks": tasks}) as w:
+            w.append(ws.to("cpu"), records)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above): the complete zoo takes its place
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return metrics
+
+
+def check_sample_out(out: str | Path) -> None:
+    """``out`` can receive a sampled zoo: it does not exist, or is an empty directory."""
+    out = Path(out)
+    if (out / "zoo.json").exists():
+        raise WeightSpaceError("a zoo already exists here; choose a new out= directory", file=out)
+    if out.exists() and not out.is_dir():
+        raise WeightSpaceError("out= is an existing file; it must name a new directory", file=out)
+    if out.is_dir() and any(out.iterdir()):
+        raise WeightSpaceError("out= is a directory that is not empty; choose a new out= directory", file=out)
 
 
 def main(cfg: Any) -> dict[str, torch.Tensor]:
     """Entry point of ``wspace sample`` (config ``configs/sample/sample.yaml``)."""
     get = cfg.get if hasattr(cfg, "get") else (lambda k, d=None: getattr(cfg, k, d))
+    check_config("sample", cfg)  # named errors for bad values (n=abc, guidance_scale=nan, ...) before any work
+    check_sample_out(get("out"))
     n = int(get("n", 16))
     seed = int(get("seed", 0) or 0)
     device = str(get("device", "cpu") or "cpu")

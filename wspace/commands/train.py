@@ -14,9 +14,17 @@ The task, encoder and augmentation are chosen by their configs' ``_target_``
 Outputs under ``out``: ``checkpoints/`` (``last.ckpt`` every epoch, the best one by
 the task's monitored validation metric), ``logs/version_*/metrics.csv`` (CSV
 logger), ``curves.png`` (the logged metrics, :func:`wspace.curves.plot_curves`),
-``config.yaml`` (the resolved config) and ``metrics.json`` (test metrics of
-the best checkpoint, plus run facts). Rerunning with the same ``out`` resumes from
-``checkpoints/last.ckpt`` (``resume=false`` starts over).
+``config.yaml`` (the resolved config), ``metrics.json`` (test metrics of the best
+checkpoint, plus run facts) and ``fingerprints/train.json`` (what determines the result:
+the config, the zoo's fingerprint, the seed, the code version of the task, encoder and data
+modules; see :mod:`wspace.fingerprint`).
+
+Rerunning with the same ``out`` and the same settings resumes from
+``checkpoints/last.ckpt``. A rerun with other settings (another learning rate, seed, zoo,
+epoch count, ...) refuses before any work, naming what differs: pass a new ``out=``, or
+``resume=force`` to continue from the old checkpoint anyway (e.g. to train a finished run
+for more epochs; ``metrics.json`` then lists what was forced), or ``overwrite=true``
+(``resume=false`` too) to delete the old run and start over.
 """
 from __future__ import annotations
 
@@ -29,7 +37,8 @@ from typing import Any, Callable, Mapping, Sequence
 from datasets_zoo import Zoo
 from datasets_zoo.datamodule import ZooDataModule
 from wspace import interrupt
-from wspace.checkpoints import AtomicCheckpointIO, SaveOnInterrupt
+from wspace.checkpoints import AtomicCheckpointIO, SaveOnInterrupt, check_checkpoint
+from wspace.commands.checks import Option, check_against_signature, check_config, check_trainer, check_value
 from wspace.config import compose_config, group_options
 from wspace.config import to_plain as plain
 from wspace.devices import trainer_device
@@ -37,13 +46,19 @@ from wspace.errors import WeightSpaceError
 from wspace.progress import fitting_log_interval, progress_callbacks
 from wspace.tasks import WeightSpaceTask, resolve_encoder
 
-__all__ = ["DATA_KEYS", "RUN_KEYS", "main", "run", "fit", "build", "augment_from_config", "encoder_config",
-           "task_class"]
+__all__ = ["DATA_KEYS", "RUN_KEYS", "RUN_ARTIFACTS", "main", "run", "fit", "build", "augment_from_config",
+           "encoder_config", "task_class", "run_settings", "check_train_config"]
 
 #: keys of a ``configs/train/task`` node read by the data module
 DATA_KEYS = ("target", "split_by", "split_seed", "filter", "spec_id", "batch_size", "eval_batch_size", "num_workers")
 #: keys of a ``configs/train/task`` node read by the run (label, early stopping, time cap)
 RUN_KEYS = ("name", "description", "patience", "monitor", "mode", "max_time")
+#: what a run writes under ``out``: checked against its fingerprint, deleted by ``overwrite=true``
+RUN_ARTIFACTS = ("checkpoints", "logs", "metrics.json", "config.yaml", "curves.png")
+# config keys that say where and how a run executes, not what it computes (not fingerprinted)
+_UNFINGERPRINTED = ("out", "resume", "overwrite", "device", "zoo")
+# packages whose classes are fingerprinted by their whole subpackage (wspace.nn, wspace.tasks, ...)
+_OUR_PACKAGES = ("wspace", "datasets_zoo", "generators")
 
 
 def _options(group: str) -> list[str]:
@@ -186,6 +201,81 @@ def _trainer_kwargs(cfg: Any, task: Any) -> dict[str, Any]:
     return kw
 
 
+def _code_unit(target: str) -> str:
+    """The module or package whose source a class's results depend on: for the library's own
+    classes their subpackage (``wspace.nn.unf.UNF`` -> ``wspace.nn``), else the class's module."""
+    import importlib.util
+
+    module = target.rsplit(".", 1)[0]
+    parts = module.split(".")
+    if parts[0] in _OUR_PACKAGES and len(parts) >= 2:
+        sub = ".".join(parts[:2])
+        try:
+            spec = importlib.util.find_spec(sub)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.submodule_search_locations:
+            return sub
+    return module
+
+
+def run_settings(cfg: Any, dm: ZooDataModule, augment: Any = None) -> dict[str, Any]:
+    """What determines the result of :func:`run`: the config (less where and how it runs:
+    ``out``, ``resume``, ``overwrite``, ``device``, the zoo's path, the Trainer's
+    presentation settings), the zoo's fingerprint and the code version of the task, encoder,
+    augmentation and data modules."""
+    from datasets_zoo.source import zoo_fingerprint
+    from wspace.fingerprint import TRAINER_PRESENTATION, code_version
+
+    config = {k: v for k, v in plain(cfg).items() if k not in _UNFINGERPRINTED}
+    config["trainer"] = {k: v for k, v in (config.get("trainer") or {}).items() if k not in TRAINER_PRESENTATION}
+    units = {"datasets_zoo.datamodule", "datasets_zoo.dataset", "wspace.augment"}
+    for node in (config.get("task") or {}, config.get("encoder") or {}, config.get("augment") or {}):
+        if isinstance(node, Mapping) and isinstance(node.get("_target_"), str):
+            units.add(_code_unit(node["_target_"]))
+    # config keys at the top, so that a refusal names them as on the command line (trainer.max_epochs)
+    settings = {**config, "zoo fingerprint": zoo_fingerprint(dm.zoo), "code version": code_version(units)}
+    if augment is not None and cfg.get("augment") is None:  # a Python hook: its name is all we can record
+        settings["augment_hook"] = f"{getattr(augment, '__module__', '?')}.{getattr(augment, '__qualname__', '?')}"
+    return settings
+
+
+# the data-module and run keys of a task node, with what each must be
+_TASK_KEY_OPTIONS = {
+    "batch_size": Option("int", minimum=1), "eval_batch_size": Option("int", minimum=1, nullable=True),
+    "num_workers": Option("int", minimum=0, nullable=True), "split_seed": Option("int", minimum=0),
+    "split_by": Option("str"), "target": Option("str", nullable=True), "spec_id": Option("str", nullable=True),
+    "patience": Option("int", minimum=0), "monitor": Option("str"), "mode": Option("choice", choices=("min", "max")),
+}
+
+
+def check_train_config(cfg: Any) -> None:
+    """Validate a ``wspace train`` config for an encoder task before any work: the top-level
+    options, ``trainer.*`` (Lightning's signature), ``task.*`` (its data / run keys and the
+    task class's options) and ``encoder.*`` (the encoder class's options)."""
+    from hydra.utils import get_class
+
+    check_config("train", cfg)
+    check_trainer(cfg.get("trainer"))
+    task = plain(cfg.get("task"))
+    if isinstance(task, Mapping):
+        for k, option in _TASK_KEY_OPTIONS.items():
+            if k in task:
+                check_value(f"task.{k}", task[k], option)
+        if isinstance(task.get("_target_"), str):
+            cls = task_class(task)
+            options = {k: v for k, v in task.items() if k not in DATA_KEYS + RUN_KEYS}
+            check_against_signature(options, cls.__init__, "task",
+                                    owner=f"task '{_task_label(task)}' ({cls.__qualname__})")
+    enc = plain(cfg.get("encoder"))
+    if isinstance(enc, Mapping) and isinstance(enc.get("_target_"), str):
+        try:
+            enc_cls = get_class(enc["_target_"])
+        except Exception:  # reported by build() with the list of encoders
+            return
+        check_against_signature(enc, enc_cls.__init__, "encoder", owner=f"encoder {enc_cls.__qualname__}")
+
+
 def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
         augment: Callable[[ZooDataModule], tuple[Any, Any]] | None = None) -> dict[str, Any]:
     """Train, resume, test and write ``out/metrics.json``; returns the metrics dict.
@@ -198,17 +288,23 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
     from lightning.pytorch.loggers import CSVLogger
     from omegaconf import OmegaConf
 
+    from wspace.fingerprint import RerunPolicy, digest, settle
     from wspace.io import atomic_write
 
     task, enc = _task_and_encoder(cfg)
     out = cfg.get("out")
     if out is None or str(out) in ("", "???"):
         raise WeightSpaceError("no output directory: pass out=<dir>")
+    check_train_config(cfg)
     out = Path(os.path.expanduser(str(out)))
+    policy = RerunPolicy.parse(cfg.get("resume", True), cfg.get("overwrite", False))
     dm, module = build(cfg, zoo, augment)
     if getattr(module, "dropped_kwargs", None):  # e.g. the invariant head's sizes, for an editing model
         print(f"wspace train: note: the equivariant version of {enc['_target_']} ignores encoder options "
               f"{module.dropped_kwargs}")
+    settings = run_settings(cfg, dm, augment)
+    # before anything is written: a rerun with other settings refuses (or forces, or starts over)
+    status = settle(out, "train", settings, RUN_ARTIFACTS, what="the training run", policy=policy)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "config.yaml") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(plain(cfg)), resolve=True))
@@ -234,12 +330,11 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
                         callbacks=[ckpt, last_ckpt, stop, on_exc, *bars, *callbacks])
 
     last = ckpt_dir / "last.ckpt"
-    resume = last if (bool(cfg.get("resume", True)) and last.is_file() and not trainer.fast_dev_run) else None
+    resume = last if (status != "fresh" and last.is_file() and not trainer.fast_dev_run) else None
     if resume is not None:
-        print(f"wspace train: resuming from {resume}")
-    elif not trainer.fast_dev_run and ckpt_dir.is_dir():  # starting over: stale checkpoints would be mistaken for ours
-        for old in ckpt_dir.glob("*.ckpt"):
-            old.unlink()
+        check_checkpoint(resume)  # a corrupt or truncated file: a named error, not Lightning's traceback
+        print(f"wspace train: resuming from {resume}" + (" (resume=force: trained with other settings)"
+                                                        if status == "forced" else ""))
     t0 = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True)
@@ -260,7 +355,12 @@ def run(cfg: Any, zoo: Any = None, callbacks: Sequence[Any] = (),
         "monitor": monitor, "best_val": None if ckpt.best_model_score is None else float(ckpt.best_model_score),
         "best_checkpoint": best, "epochs": int(trainer.current_epoch), "global_step": int(trainer.global_step),
         "fit_time_s": round(fit_s, 3), "resumed_from": str(resume) if resume else None,
+        "fingerprint": digest(settings),
     })
+    if status == "forced":
+        from wspace.fingerprint import read_record, record_path
+
+        metrics["forced"] = (read_record(record_path(out, "train")) or {}).get("forced", [])
     with atomic_write(out / "metrics.json") as f:
         json.dump(metrics, f, indent=2)
     drawn = _draw_curves(out)
