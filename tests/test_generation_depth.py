@@ -202,9 +202,11 @@ def test_cnn_d2nwg_with_probe(deep_runs):
     from datasets_zoo.build import build_zoo
     from generators.d2nwg import train_d2nwg
 
-    root, _, cnn_over = deep_runs
-    zoo = build_zoo("digits-tasks", root / "cnn", size="small", progress=False, overrides=cnn_over)
-    pipe = train_d2nwg(zoo, root / "cnn-run", **TINY)
+    root, _, _ = deep_runs
+    zoo = build_zoo("digits-tasks-multi", root / "multi", size="small", progress=False)
+    with pytest.raises(WeightSpaceError, match="generator.data.architecture"):
+        train_d2nwg(zoo, root / "mixed-run", **TINY)
+    pipe = train_d2nwg(zoo, root / "cnn-run", **{**TINY, "data": {"architecture": "cnn-8-16"}})
     assert pipe.probe is not None and pipe.input_shape == (1, 8, 8)
     ws = pipe.sample("digits:0-1-2-3-4@image", 2, generator=torch.Generator().manual_seed(0), readout="ridge")
     assert all(bool(torch.isfinite(t).all()) for t in ws.tensors)

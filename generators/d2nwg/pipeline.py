@@ -135,8 +135,8 @@ class D2NWG(WeightGenerator):
         options uses (None: the pipeline's ``sampling`` defaults)."""
         s = self.config["sampling"]
         sampler = sampler or s["sampler"]
-        steps = num_inference_steps or (self.config["scheduler"]["num_train_timesteps"] if sampler == "ddpm"
-                                        else s["num_inference_steps"])
+        steps = num_inference_steps if num_inference_steps is not None else (
+            self.config["scheduler"]["num_train_timesteps"] if sampler == "ddpm" else s["num_inference_steps"])
         g = s["guidance_scale"] if guidance_scale is None else guidance_scale
         if sampler not in SAMPLERS:
             raise WeightSpaceError(f"unknown sampler '{sampler}'; choose one of {SAMPLERS}")
