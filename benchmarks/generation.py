@@ -141,8 +141,8 @@ def _zero_shot(pipe, zoo: Zoo, arch: str, tasks: list[str], train_tasks: list[st
     idx_split = _final_records(zoo, arch, split)
     for k, task in enumerate(tasks):
         g = torch.Generator().manual_seed(seed * 1000 + k)
-        support = pipe.condition(task, 1, generator=g).expand(n, *([-1] * 4))  # one support set per task
-        support = support.reshape(n, *support.shape[1:])
+        one = pipe.condition(task, 1, generator=g)  # one support set per task, shared by its n samples
+        support = one.expand(n, *one.shape[1:]).contiguous()
         t0 = time.time()
         w = pipe.sample(support, n, generator=g)
         sample_s += time.time() - t0
