@@ -165,20 +165,18 @@ def test_behaviour_loss(arch):
 
 @pytest.fixture(scope="module")
 def deep_runs(tmp_path_factory):
-    """Tiny D2NWG runs on a 2-hidden-layer MLP task zoo and a CNN task zoo (probe active)."""
+    """A tiny D2NWG run on a 2-hidden-layer MLP task zoo (probe active)."""
     from datasets_zoo.build import build_zoo
     from generators.d2nwg import train_d2nwg
 
     root = tmp_path_factory.mktemp("deep")
     mlp_zoo = build_zoo("digits-tasks", root / "mlp", size="small", progress=False,
                         overrides={"family_kwargs": {"hidden": [8, 6]}})
-    cnn_over = {"task": "digits@image", "family": "small_cnn", "name": "tiny-cnn",
-                "family_kwargs": {"hidden": None, "channels": [3, 4], "strides": [1, 2], "kernel_size": 3}}
-    return root, {"mlp": (mlp_zoo, train_d2nwg(mlp_zoo, root / "mlp-run", **TINY))}, cnn_over
+    return root, {"mlp": (mlp_zoo, train_d2nwg(mlp_zoo, root / "mlp-run", **TINY))}
 
 
 def test_deep_mlp_d2nwg_uses_the_probe_and_samples(deep_runs):
-    root, runs, _ = deep_runs
+    root, runs = deep_runs
     zoo, pipe = runs["mlp"]
     assert pipe.probe is not None and pipe.denoiser.probe_dim == 2 * 5 + 1
     ws = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(0))
@@ -202,7 +200,7 @@ def test_cnn_d2nwg_with_probe(deep_runs):
     from datasets_zoo.build import build_zoo
     from generators.d2nwg import train_d2nwg
 
-    root, _, _ = deep_runs
+    root, _ = deep_runs
     zoo = build_zoo("digits-tasks-multi", root / "multi", size="small", progress=False)
     with pytest.raises(WeightSpaceError, match="generator.data.architecture"):
         train_d2nwg(zoo, root / "mixed-run", **TINY)

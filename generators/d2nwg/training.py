@@ -80,7 +80,7 @@ def condition_mode(cfg: Mapping, tasks: list) -> str:
     return mode
 
 
-def query_inputs(tasks: list, spec: Any, size: int, seed: int) -> torch.Tensor | None:
+def query_inputs(tasks: list, size: int, seed: int) -> torch.Tensor | None:
     """Inputs ``[N, *input]`` the behaviour loss runs the networks on: up to ``size`` training
     inputs pooled over the classification ``tasks``, or the coordinate grid of INR tasks."""
     if size <= 0 or not tasks:
@@ -108,7 +108,7 @@ def prepare_data(zoo: Any, cfg: Mapping, seed: int = 0) -> dict:
     tasks = [get_task(n) for n in uniq]
     mode = condition_mode(cfg, tasks if len(uniq) and None not in names else [])
     out = {"ws": ws, "mode": mode, "tasks": tasks, "task_names": uniq, "zoo_path": str(z.path),
-           "query": query_inputs(tasks, ws.spec, int(cfg["vae"]["query_size"]), seed)}
+           "query": query_inputs(tasks, int(cfg["vae"]["query_size"]), seed)}
     if mode == "none":
         out.update(task_ids=torch.zeros(len(ws), dtype=torch.long), input_shape=(ws.spec.in_features,))
         return out
