@@ -36,6 +36,7 @@ from wspace.families import init_weight_space  # noqa: E402
 from datasets_zoo.tasks import get_task  # noqa: E402
 from generators import evaluate as E  # noqa: E402
 from generators.d2nwg import train_d2nwg  # noqa: E402
+from generators.probe import fit_readout  # noqa: E402
 from wspace.space import WeightSpace  # noqa: E402
 
 FT_STEPS = [0, 1, 5, 20, 100, 200, 450]
@@ -96,7 +97,13 @@ def evaluate_tasks(pipe, zoo: Zoo, tasks: list[str], train_tasks: list[str], n: 
     """Zero-shot and fine-tuning comparison on ``tasks``."""
     ep = _final_epoch(zoo)
     g = torch.Generator().manual_seed(seed)
-    gen = WeightSpace.cat([pipe.sample(t, n, generator=g) for t in tasks])
+    ridge = float(pipe.config["condition"]["probe_ridge"])
+    default_readout = pipe.resolve_readout()
+    shots = torch.cat([pipe.condition(t, n, generator=g) for t in tasks])  # the support sets sampling sees
+    raw = WeightSpace.cat([pipe.sample(shots[i * n:(i + 1) * n], n, generator=g, readout="none")
+                           for i in range(len(tasks))])  # the generator's own output layer
+    # the default sampling (readout=auto): the output layer refit on the same shots where supported
+    gen = fit_readout(raw, shots, ridge) if default_readout == "ridge" else raw
     names = [t for t in tasks for _ in range(n)]
     trained = zoo.filter(task=tasks, epoch=ep)
     trained_acc = torch.tensor(trained.column("test_acc"))
@@ -110,6 +117,11 @@ def evaluate_tasks(pipe, zoo: Zoo, tasks: list[str], train_tasks: list[str], n: 
     rand = _random_init(pipe.spec, len(gen), seed + 1)
     avg_ws = WeightSpace.cat([avg] * len(tasks))
     res = {"tasks": tasks, "trained": _stats(trained_acc), "retrieved_from": retr_names,
+           "default_readout": default_readout,
+           # attribution of the support-set fitting step: the same ridge readout on random hidden layers,
+           # and the generator's own output layer without it
+           "support_set_readout": {"generated_without_readout": _stats(E.accuracy(raw, names)),
+                                   "random+ridge": _stats(E.accuracy(fit_readout(rand, shots, ridge), names))},
            "zero_shot": {"generated": _stats(E.accuracy(gen, names)), "best_of_n": _best_of_n(gen, tasks, n),
                          "random_init": _stats(E.accuracy(rand, names)),
                          "retrieval": _stats(E.accuracy(retr_ws, retr_eval_names)),
@@ -153,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", default=None, help="working directory (default: .wspace/bench/d2nwg[-quick])")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: canonical,hard,cnn,speed")
+    ap.add_argument("--results", help="name of the JSON under benchmarks/results (default: d2nwg, d2nwg_quick "
+                                      "with --quick)")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     mode = "quick" if args.quick else "full"
@@ -280,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     timings["total"] = time.time() - t_all
     res["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    out = Path(__file__).resolve().parent / "results" / ("d2nwg_quick.json" if args.quick else "d2nwg.json")
+    out = Path(__file__).resolve().parent / "results" / f"{args.results or ('d2nwg_quick' if args.quick else 'd2nwg')}.json"
     out.write_text(json.dumps(res, indent=2))
     print(table(res))
     _log(f"results written to {out}")

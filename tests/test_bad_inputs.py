@@ -276,6 +276,8 @@ CASES = [
          r"option guidance_scale=nan: must be a finite number", cli=True),
     Case("sample-zero-steps", _cli(*SAMPLE, "num_inference_steps=0"),
          r"option num_inference_steps=0: must be at least 1", cli=True),
+    Case("sample-bad-readout", _cli(*SAMPLE, "readout=lasso"), r"option readout='lasso'", cli=True),
+    Case("sample-bad-sampler", _cli(*SAMPLE, "sampler=euler"), r"option sampler='euler'", cli=True),
     Case("sample-out-is-a-file", _cli(*SAMPLE[:-1], "out={root}/a-file"), r"a-file.*is an existing file", cli=True),
     Case("zoo-build-chunk-size-negative", _cli(*BUILD, "chunk_size=-2"), r"option chunk_size=-2: must be at least 1",
          cli=True),

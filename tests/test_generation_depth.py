@@ -179,11 +179,15 @@ def test_deep_mlp_d2nwg_uses_the_probe_and_samples(deep_runs):
     root, runs = deep_runs
     zoo, pipe = runs["mlp"]
     assert pipe.probe is not None and pipe.denoiser.probe_dim == 2 * 5 + 1
-    ws = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(0))
+    ws = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(0), readout="none")
     assert ws.spec.same_space(pipe.spec) and all(bool(torch.isfinite(t).all()) for t in ws.tensors)
     fitted = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(0), readout="ridge")
     assert all(torch.equal(a, b) for a, b in list(zip(ws.tensors, fitted.tensors))[:-2])
     assert not torch.equal(ws.tensors[-2], fitted.tensors[-2])
+    # the default ("auto") of a task-conditioned MLP pipeline is the ridge readout
+    assert pipe.resolve_readout() == "ridge" and pipe.sampling_settings()["readout"] == "ridge"
+    default = pipe.sample("digits:0-1-2-3-4", 3, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(default.tensors, fitted.tensors))
     other = family_spec("mlp", in_features=64, hidden=[8, 7], num_classes=5)
     with pytest.raises(WeightSpaceError, match=r"trained on .* cannot sample"):
         pipe.sample("digits:0-1-2-3-4", 2, spec=other)
@@ -223,9 +227,68 @@ def test_unconditional_d2nwg_on_an_inr_zoo(tmp_path):
         pipe.sample("digits:0-1-2-3-4", 2)
     with pytest.raises(WeightSpaceError, match="unconditional"):
         pipe.sample(None, 2, readout="ridge")
+    assert pipe.resolve_readout() == "none"  # auto: nothing to fit without a task
     pipe.save_pretrained(tmp_path / "p")
     again = D2NWG.from_pretrained(tmp_path / "p")
     b = again.sample(None, 3, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(x, y) for x, y in zip(a.tensors, b.tensors))
+    # a pipeline saved before latent_norm (one global `latent_scale` in model_index.json) still loads
+    import json
+
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    (tmp_path / "p" / "latent_norm.safetensors").unlink()
+    with pytest.raises(WeightSpaceError, match="latent_scale"):
+        D2NWG.from_pretrained(tmp_path / "p")
+    index["latent_scale"] = 0.5
+    (tmp_path / "p" / "model_index.json").write_text(json.dumps(index))
+    old = D2NWG.from_pretrained(tmp_path / "p")
+    assert torch.allclose(old.latent_norm.std, torch.full_like(old.latent_norm.std, 2.0))
     with pytest.raises(WeightSpaceError, match="condition.mode=task needs classification tasks"):
         train_d2nwg(zoo, tmp_path / "run2", **{**TINY, "condition": {"hidden": 16, "mode": "task"}})
+
+
+def test_behaviour_loss_joins_after_behaviour_start(deep_runs, tmp_path):
+    """behaviour_start=1: the behaviour loss never joins, the VAE equals a structure-only one;
+    behaviour_start=0.5: it joins half-way and changes the VAE."""
+    from generators.d2nwg import train_d2nwg
+
+    root, runs = deep_runs
+    zoo = runs["mlp"][0]
+    quick = {**TINY, "denoiser": {**TINY["denoiser"], "steps": 1, "warmup": 0}}
+
+    def vae(name, **over):
+        pipe = train_d2nwg(zoo, tmp_path / name, **{**quick, "vae": {**TINY["vae"], **over}})
+        return [p.detach().clone() for p in pipe.vae.parameters()]
+
+    structure = vae("structure", behaviour_weight=0.0)
+    never = vae("never", behaviour_weight=1.0, behaviour_start=1.0)
+    half = vae("half", behaviour_weight=1.0, behaviour_start=0.5)
+    assert all(torch.equal(a, b) for a, b in zip(structure, never))
+    assert not all(torch.equal(a, b) for a, b in zip(structure, half))
+
+
+def test_latent_norm_round_trip_roles_and_errors(tmp_path):
+    from generators.d2nwg.latent_norm import LatentNorm
+
+    g = torch.Generator().manual_seed(0)
+    groups = torch.tensor([0, 0, 0, 1, 1, 2])
+    mu = torch.randn(40, 6, 4, generator=g) * torch.tensor([1.0, 3.0, 0.1, 2.0]) + 5.0
+    norm = LatentNorm.fit(mu, "role", groups)
+    z = norm.normalize(mu)
+    assert torch.allclose(norm.denormalize(z), mu, atol=1e-5)  # round trip
+    for grp in range(3):  # every role's channels are standardized over its tokens
+        x = z[:, groups == grp].reshape(-1, 4)
+        assert torch.allclose(x.mean(0), torch.zeros(4), atol=1e-4)
+        assert torch.allclose(x.std(0, unbiased=False), torch.ones(4), atol=1e-4)
+    # permuting tokens within a role commutes with the map; across roles it does not
+    perm = torch.tensor([2, 0, 1, 4, 3, 5])
+    assert torch.allclose(norm.normalize(mu[:, perm]), z[:, perm], atol=1e-6)
+    cross = torch.tensor([3, 1, 2, 0, 4, 5])
+    assert not torch.allclose(norm.normalize(mu[:, cross]), z[:, cross], atol=1e-3)
+    old = LatentNorm.fit(mu, "global")  # the single scale of older pipelines
+    assert torch.allclose(old.normalize(mu), mu / mu.std(), atol=1e-5)
+    norm.save(tmp_path)
+    again = LatentNorm.load(tmp_path)
+    assert torch.equal(again.mean, norm.mean) and torch.equal(again.std, norm.std)
+    with pytest.raises(WeightSpaceError, match="latent_norm"):
+        LatentNorm.fit(mu, "layer")

@@ -17,6 +17,9 @@ def test_quickstart_writes_zoo_generator_samples_audit_and_summary(tmp_path, cap
     assert s["zoo"]["heldout_tasks"] == 4 and s["zoo"]["checkpoints"] == 16
     acc = s["heldout_accuracy"]
     assert set(acc["generated"]) == set(acc["random_init"]) == {0, 5}
+    # the default sampling refits the output layer on the shots: the same step on random layers is reported
+    assert s["readout"] == "ridge" and set(acc["random_init+ridge"]) == {0, 5}
+    assert "D2NWG + ridge readout" in out and "random + ridge readout" in out
     assert all(0.0 <= v <= 1.0 for v in [*acc["generated"].values(), *acc["random_init"].values()])
     assert abs(sum(s["audit"]["fractions"].values()) - 1.0) < 1e-9
     samples = Zoo.open(tmp_path / "qs" / "samples")

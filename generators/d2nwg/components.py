@@ -16,6 +16,7 @@ from ..denoisers import TokenDenoiser
 from ..probe import ReadoutProbe, probe_supported
 from ..tokenizer import WeightTokenizer, neuron_centric_supported
 from .config import resolve_config
+from .latent_norm import LatentNorm
 
 __all__ = ["SAMPLERS", "auto_chunk", "use_neuron_centric", "make_tokenizer", "use_probe", "make_scheduler",
            "build_modules", "make_probe"]
@@ -102,7 +103,6 @@ def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tupl
     return vae, den
 
 
-def make_probe(tokenizer: WeightTokenizer, vae: TokenVAE, latent_scale: float, config: Mapping) -> ReadoutProbe:
-    """The readout probe of a pipeline: decodes scaled latents with ``vae``."""
-    scale = float(latent_scale)
-    return ReadoutProbe(tokenizer, lambda z: vae.decode(z / scale), config["condition"]["probe_ridge"])
+def make_probe(tokenizer: WeightTokenizer, vae: TokenVAE, latent_norm: LatentNorm, config: Mapping) -> ReadoutProbe:
+    """The readout probe of a pipeline: decodes the diffusion's (normalized) latents with ``vae``."""
+    return ReadoutProbe(tokenizer, lambda z: vae.decode(latent_norm.denormalize(z)), config["condition"]["probe_ridge"])

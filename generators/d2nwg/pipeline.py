@@ -22,14 +22,18 @@ from ..conditioning import task_condition
 from ..denoisers import TokenDenoiser
 from ..pipeline import PIPELINE_DIR, WeightGenerator
 from ..tokenizer import WeightTokenizer, canonicalize
-from ..probe import fit_readout
+from ..probe import fit_readout, probe_spec_supported
 from .components import SAMPLERS, build_modules, make_probe, make_scheduler
 from .config import resolve_config
+from .latent_norm import LatentNorm
 from .training import fit_stages
 
 __all__ = ["D2NWG", "train_d2nwg", "READOUTS"]
 
-READOUTS = (None, "ridge")  # sampling's `readout`: none, or the output layer refit on the support shots
+# sampling's `readout`: the output layer as generated ("none"), refit by ridge regression on the support
+# shots ("ridge"), or "auto": ridge for a task-conditioned pipeline whose architecture the probe reads
+# (feed-forward MLPs / CNNs ending in a linear layer), none otherwise
+READOUTS = ("auto", "none", "ridge")
 
 
 class D2NWG(WeightGenerator):
@@ -39,14 +43,20 @@ class D2NWG(WeightGenerator):
     conditional = True
 
     def __init__(self, tokenizer: WeightTokenizer, vae: TokenVAE, denoiser: TokenDenoiser, config: Mapping,
-                 latent_scale: float, input_shape: tuple[int, ...], reference: WeightSpace | None = None):
+                 latent_norm: LatentNorm | float, input_shape: tuple[int, ...], reference: WeightSpace | None = None):
         self.tokenizer, self.vae, self.denoiser = tokenizer, vae.eval(), denoiser.eval()
         self.config = resolve_config(config)
-        self.latent_scale = float(latent_scale)
+        if not isinstance(latent_norm, LatentNorm):  # a single scale (pipelines saved before latent_norm)
+            latent_norm = LatentNorm.global_scale(float(latent_norm), tokenizer.num_tokens, vae.config["latent_dim"])
+        expect = (tokenizer.num_tokens, int(vae.config["latent_dim"]))
+        if tuple(latent_norm.mean.shape) != expect:
+            raise WeightSpaceError(f"latent statistics of shape {list(latent_norm.mean.shape)} do not fit "
+                                   f"{expect[0]} tokens x {expect[1]} latent channels")
+        self.latent_norm = latent_norm
         self.input_shape = tuple(int(s) for s in input_shape)
         self.reference = reference
         self.conditional = denoiser.set_encoder is not None  # unconditional: e.g. trained on an INR zoo
-        self.probe = make_probe(tokenizer, vae, self.latent_scale, self.config) if denoiser.probe_dim else None
+        self.probe = make_probe(tokenizer, vae, self.latent_norm, self.config) if denoiser.probe_dim else None
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -70,7 +80,7 @@ class D2NWG(WeightGenerator):
         cfg = resolve_config(config, **overrides)
         out = Path(out)
         p = fit_stages(zoo, out, cfg, seed=seed, device=device, trainer=trainer, progress=progress)
-        pipe = cls(p.tokenizer, p.vae, p.denoiser, cfg, p.latent_scale, p.input_shape, p.reference)
+        pipe = cls(p.tokenizer, p.vae, p.denoiser, cfg, p.latent_norm, p.input_shape, p.reference)
         pipe.save_pretrained(out / PIPELINE_DIR)
         return pipe.to(device)
 
@@ -95,17 +105,18 @@ class D2NWG(WeightGenerator):
     # ------------------------------------------------------------------ latents
     @torch.no_grad()
     def encode(self, ws: WeightSpace) -> torch.Tensor:
-        """Scaled latent means ``[B, T, L]`` of networks (canonicalized first if the zoo was)."""
+        """Normalized latent means ``[B, T, L]`` (the diffusion's space) of networks
+        (canonicalized first if the zoo was)."""
         if self.reference is not None:
             ws, _ = canonicalize(ws, self.reference.to(ws.device))
         tokens = self.tokenizer.tokenize(ws.to(self.device), dtype=torch.float32)
         mu, _ = self.vae.encode(tokens)
-        return mu * self.latent_scale
+        return self.latent_norm.normalize(mu)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> WeightSpace:
-        """Networks from scaled latents ``[B, T, L]``."""
-        tokens = self.vae.decode(latents / self.latent_scale)
+        """Networks from normalized latents ``[B, T, L]``."""
+        tokens = self.vae.decode(self.latent_norm.denormalize(latents))
         return self.tokenizer.detokenize(tokens * self.tokenizer.mask.to(tokens.device))
 
     @torch.no_grad()
@@ -144,14 +155,28 @@ class D2NWG(WeightGenerator):
             raise WeightSpaceError(f"guidance_scale must be a finite number, got {g!r}")
         if int(steps) < 1:
             raise WeightSpaceError(f"num_inference_steps must be >= 1, got {steps}")
-        readout = readout if readout is not None else s.get("readout")
-        if readout not in READOUTS:
-            raise WeightSpaceError(f"readout must be one of {READOUTS}, got {readout!r}")
-        if readout is not None and not self.conditional:
-            raise WeightSpaceError("readout='ridge' fits the output layer on a task's shots; this generator is "
-                                   "unconditional")
+        readout = self.resolve_readout(readout)
+
         return {"guidance_scale": g, "num_inference_steps": int(steps), "sampler": sampler, "readout": readout,
                 **{k: v for k, v in options.items() if v is not None}}
+
+    def resolve_readout(self, readout: str | None = None) -> str:
+        """The readout a :meth:`sample` call uses: ``"none"`` or ``"ridge"`` (None: the
+        pipeline's ``sampling.readout``; ``"auto"``: ridge when this pipeline is conditioned
+        on a task and the probe reads its architecture, else none)."""
+        if readout is None:
+            readout = self.config["sampling"].get("readout") or "none"  # null in pipelines saved before "auto"
+        if readout not in READOUTS:
+            raise WeightSpaceError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if readout == "auto":
+            return "ridge" if self.conditional and probe_spec_supported(self.spec) else "none"
+        if readout == "ridge" and not self.conditional:
+            raise WeightSpaceError("readout='ridge' fits the output layer on a task's shots; this generator is "
+                                   "unconditional")
+        if readout == "ridge" and not probe_spec_supported(self.spec):
+            raise WeightSpaceError(f"readout='ridge' needs a feed-forward network ending in a linear layer; this "
+                                   f"generator draws {self.spec.describe()}")
+        return readout
 
     def check_spec(self, spec: WeightSpaceSpec) -> None:
         """Raise unless ``spec`` is the architecture this generator draws (names both)."""
@@ -174,9 +199,11 @@ class D2NWG(WeightGenerator):
         ``sampler``: ``"ddim"`` (default), ``"dpm"`` (DPM-Solver++ 2M) or ``"ddpm"``
         (ancestral, ``num_train_timesteps`` steps unless ``num_inference_steps`` says
         otherwise). ``guidance_scale`` 1 disables classifier-free guidance. ``readout``:
-        None (default: the generated weights as they are) or ``"ridge"`` (refit the output
-        layer on the condition's shots, :func:`generators.probe.fit_readout`: a fitting step on
-        the support set, not generation). ``spec``: the architecture the caller expects (an
+        ``"ridge"`` refits the output layer on the condition's shots
+        (:func:`generators.probe.fit_readout`: a fitting step on the support set, not
+        generation; the hidden layers stay as generated), ``"none"`` keeps the generated output
+        layer, ``"auto"`` / None (the pipeline's default) is ridge for task-conditioned
+        feed-forward MLPs / CNNs (see :meth:`resolve_readout`). ``spec``: the architecture the caller expects (an
         error names both when it is not this generator's). Deterministic for a seeded (CPU)
         ``generator``.
         """
@@ -252,7 +279,8 @@ class D2NWG(WeightGenerator):
         make_scheduler("ddpm", self.config["scheduler"]).save_config(str(d / "scheduler"))
         if self.reference is not None:
             save_weight_space(self.reference.to("cpu"), d / "reference.safetensors")
-        return {"config": self.config, "latent_scale": self.latent_scale, "input_shape": list(self.input_shape),
+        self.latent_norm.save(d)
+        return {"config": self.config, "input_shape": list(self.input_shape),
                 "vae": self.vae.config, "denoiser": self.denoiser.config,
                 "set_encoder": self.denoiser.set_encoder.config if self.conditional else None,
                 "conditional": self.conditional, "canonicalized": self.reference is not None}
@@ -262,7 +290,7 @@ class D2NWG(WeightGenerator):
                         ) -> "D2NWG":
         """Rebuild the pipeline from the files :meth:`save_components` wrote."""
         d = Path(directory)
-        for key in ("config", "latent_scale", "input_shape"):
+        for key in ("config", "input_shape"):
             if key not in index:
                 raise WeightSpaceError(f"model_index.json lacks '{key}'", file=d / "model_index.json")
         tok = WeightTokenizer.load(d)
@@ -275,8 +303,13 @@ class D2NWG(WeightGenerator):
                 raise WeightSpaceError(f"weights do not match the config: missing {missing[:3]}, unexpected "
                                        f"{unexpected[:3]}", file=d / f"{name}.safetensors")
         ref = load_weight_space(d / "reference.safetensors") if index.get("canonicalized") else None
-        return cls(tok, vae, den, index["config"], index["latent_scale"], tuple(index["input_shape"]),
-                   ref).to(device)
+        if LatentNorm.saved_in(d):
+            norm: LatentNorm | float = LatentNorm.load(d)
+        elif "latent_scale" in index:  # saved before latent_norm: one global scale
+            norm = float(index["latent_scale"])
+        else:
+            raise WeightSpaceError("the pipeline has neither latent_norm.safetensors nor a 'latent_scale'", file=d)
+        return cls(tok, vae, den, index["config"], norm, tuple(index["input_shape"]), ref).to(device)
 
     def __repr__(self) -> str:
         what = f"{self.num_classes} classes" if self.conditional else "unconditional"

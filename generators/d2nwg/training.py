@@ -34,6 +34,7 @@ from ..fitting import Stage, fit_stage, random_batches, seed_stage, settle_stage
 from ..selection import select_checkpoints
 from ..tokenizer import WeightTokenizer, canonicalize
 from .components import build_modules, make_probe, make_tokenizer
+from .latent_norm import LatentNorm
 
 __all__ = ["prepare_data", "fit_stages", "TrainedParts", "condition_mode", "query_inputs", "CONDITION_MODES", "STAGES",
            "CODE"]
@@ -55,7 +56,7 @@ class TrainedParts:
     tokenizer: WeightTokenizer
     vae: TokenVAE
     denoiser: TokenDenoiser
-    latent_scale: float
+    latent_norm: LatentNorm
     input_shape: tuple[int, ...]
     reference: WeightSpace | None
 
@@ -157,8 +158,9 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
     vae = vae.cpu().eval()
     with torch.no_grad():
         mu = torch.cat([vae.encode(tokens[a:a + 1024])[0] for a in range(0, len(tokens), 1024)])
-    scale = 1.0 / float(mu.std().clamp_min(1e-6))
-    latents = mu * scale
+    groups = None if cfg["tokenizer"]["canonicalize"] else tok.layout.role_index  # as the denoiser's positions
+    norm = LatentNorm.fit(mu, cfg["denoiser"]["latent_norm"], groups)
+    latents = norm.normalize(mu)
 
     seed_stage(seed, "condition")  # the same random state whether the VAE was trained now or reused
     shots = ShotSampler.from_tasks(data["tasks"], cfg["condition"]["max_per_class"], seed) if conditional else None
@@ -173,13 +175,13 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
         den.load_state_dict(load_safetensors(den_file)[0])
     else:
         d = cfg["denoiser"]
-        probe = make_probe(tok, vae, scale, cfg) if den.probe_dim else None
+        probe = make_probe(tok, vae, norm, cfg) if den.probe_dim else None
         module = DiffusionStage(den, shots, d, cfg["condition"], cfg["scheduler"], seed, probe)
         fit_stage(module, "diffusion", out, int(d["steps"]),
                   random_batches((latents, data["task_ids"]), d["batch_size"], seed + 1), trainer, every, progress)
         module.ema.copy_to(den.parameters())  # sample with the EMA weights
         save_safetensors(den_file, {k: t.detach().cpu() for k, t in den.state_dict().items()})
-    return TrainedParts(tok, vae, den.cpu(), scale, tuple(data["input_shape"]), reference)
+    return TrainedParts(tok, vae, den.cpu(), norm, tuple(data["input_shape"]), reference)
 
 
 def _contrastive(enc: torch.nn.Module, latents: torch.Tensor, task_ids: torch.Tensor, shots: ShotSampler,

@@ -39,7 +39,8 @@ def behaviour_loss(tokenizer: WeightTokenizer, recon: torch.Tensor, tokens: torc
 class VAEStage(L.LightningModule):
     """Trains ``vae`` on standardized tokens (padding masked out by the tokenizer's mask).
 
-    ``config``: the ``vae`` settings (``kl_weight``, ``lr``, ``steps``, ``behaviour_weight``);
+    ``config``: the ``vae`` settings (``kl_weight``, ``lr``, ``steps``, ``behaviour_weight``,
+    ``behaviour_start``: the fraction of ``steps`` trained on structure alone first);
     ``query``: ``[N, *input]`` inputs for the behaviour loss (None: structure only).
     """
 
@@ -50,6 +51,9 @@ class VAEStage(L.LightningModule):
         self.tokenizer = tokenizer
         self.config = dict(config)
         self.weight = float(self.config.get("behaviour_weight", 0.0)) if query is not None else 0.0
+        # the behaviour loss joins after this many steps: early on it fights the structure loss
+        # (on CNNs it makes the decoder shrink weights rather than reproduce them)
+        self.behaviour_from = int(float(self.config.get("behaviour_start", 0.0)) * int(self.config["steps"]))
         self.register_buffer("mask", tokenizer.mask.clone(), persistent=False)
         self.register_buffer("query", query.clone() if query is not None else torch.zeros(0), persistent=False)
 
@@ -57,7 +61,7 @@ class VAEStage(L.LightningModule):
         tokens = batch[0]
         loss, parts = self.vae(tokens, self.mask, self.config["kl_weight"])
         logs = {"train/loss": loss, "train/mse": parts["mse"], "train/kl": parts["kl"]}
-        if self.weight > 0:
+        if self.weight > 0 and self.global_step >= self.behaviour_from:
             b = behaviour_loss(self.tokenizer, parts["recon"], tokens, self.query)
             loss = loss + self.weight * b
             logs.update({"train/loss": loss, "train/behaviour": b.detach()})

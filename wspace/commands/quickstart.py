@@ -60,6 +60,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     from wspace.families import init_weight_space
     from generators.d2nwg import train_d2nwg
     from generators.evaluate import accuracy, finetune_curve
+    from generators.probe import fit_readout
     from .sample import write_samples
 
     from wspace.audit import audit
@@ -91,12 +92,18 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     t0 = _stage(f"3/4 sampling {c['samples_per_task']} networks for each of {len(held)} held-out tasks", progress)
     n = int(c["samples_per_task"])
     g = torch.Generator().manual_seed(seed)
-    generated = WeightSpace.cat([pipe.sample(t, n, generator=g) for t in held]).to("cpu")
+    shots = [pipe.condition(t, n, generator=g) for t in held]  # the support sets sampling is conditioned on
+    generated = WeightSpace.cat([pipe.sample(s, n, generator=g) for s in shots]).to("cpu")
     names = [t for t in held for _ in range(n)]
     steps = [int(s) for s in c["finetune_steps"]]
     gen_curve = finetune_curve(generated, names, steps, seed=seed)
     random_init = init_weight_space(zoo.spec, len(generated), generator=torch.Generator().manual_seed(seed + 1))
     rnd_curve = finetune_curve(random_init, names, steps, seed=seed)
+    readout = pipe.resolve_readout()
+    curves = {"generated": gen_curve, "random_init": rnd_curve}
+    if readout == "ridge":  # sampling refit the output layer on the shots: the same step on random layers
+        fitted = fit_readout(random_init, torch.cat(shots).cpu(), float(pipe.config["condition"]["probe_ridge"]))
+        curves["random_init+ridge"] = finetune_curve(fitted, names, steps, seed=seed)
     trained = zoo.filter(split="heldout")
     trained_acc = accuracy(trained.weights(), list(trained.column("task")))
     if not (out / "samples" / "zoo.json").exists():  # a rerun keeps the samples it wrote
@@ -115,9 +122,9 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     summary = {
         "zoo": {"path": str(zoo_dir), "checkpoints": len(zoo), "train_tasks": len(splits.get("built_train_tasks", [])),
                 "heldout_tasks": len(held)},
+        "readout": readout,
         "heldout_accuracy": {
-            "generated": {s: float(a.mean()) for s, a in gen_curve.items()},
-            "random_init": {s: float(a.mean()) for s, a in rnd_curve.items()},
+            **{k: {s: float(a.mean()) for s, a in curve.items()} for k, curve in curves.items()},
             "zoo_trained": float(trained_acc.mean()),
         },
         "audit": {"fractions": verdicts, "report": str(paths["html"])},
@@ -137,11 +144,18 @@ def _table(s: dict, steps: list[int]) -> str:
         f"{s['zoo']['heldout_tasks']} held-out tasks",
         "",
         "held-out tasks, mean test accuracy after k fine-tuning steps",
-        f"{'init':<22}" + "".join(f"{'k=' + str(k):>9}" for k in steps),
+        f"{'init':<26}" + "".join(f"{'k=' + str(k):>9}" for k in steps),
     ]
-    for name, key in (("D2NWG (from data)", "generated"), ("random init", "random_init")):
-        lines.append(f"{name:<22}" + "".join(f"{acc[key][k]:>9.3f}" for k in steps))
-    lines.append(f"{'zoo models (trained)':<22}{acc['zoo_trained']:>9.3f}")
+    ridge = s.get("readout") == "ridge"
+    rows = (("D2NWG + ridge readout" if ridge else "D2NWG (from data)", "generated"),
+            ("random init", "random_init"), ("random + ridge readout", "random_init+ridge"))
+    for name, key in rows:
+        if key in acc:
+            lines.append(f"{name:<26}" + "".join(f"{acc[key][k]:>9.3f}" for k in steps))
+    lines.append(f"{'zoo models (trained)':<26}{acc['zoo_trained']:>9.3f}")
+    if ridge:
+        lines.append("(ridge readout: the output layer refit on the task's support shots, as sampling does by "
+                     "default; readout=none keeps the generated one)")
     f = s["audit"]["fractions"]
     lines += ["", "audit of the samples: " + ", ".join(f"{k} {v:.0%}" for k, v in f.items()),
               f"report: {s['audit']['report']}",

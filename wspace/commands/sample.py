@@ -3,9 +3,9 @@ trained generator, write them as a native zoo and print their accuracy on the ta
 
 ``checkpoint`` is a pipeline directory (``save_pretrained`` of any
 :class:`generators.pipeline.WeightGenerator`; its ``model_index.json`` names the class) or
-a training output directory holding ``pipeline/``. ``guidance_scale`` and
-``num_inference_steps`` are passed to the generator when set (diffusion generators use
-them; others reject them). Records carry ``task``, ``sample`` (index), ``seed``, the
+a training output directory holding ``pipeline/``. ``guidance_scale``,
+``num_inference_steps``, ``sampler`` and ``readout`` are passed to the generator when set
+(diffusion generators use them; others reject them). Records carry ``task``, ``sample`` (index), ``seed``, the
 sampler settings in ``hparams`` and ``metrics`` (``test_acc``, ``train_acc``).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "load_pipeline", "write_samples", "check_sample_out"]
 
 # sample.yaml keys passed to the generator's `sample` when not null
-SAMPLING_OPTIONS = ("guidance_scale", "num_inference_steps")
+SAMPLING_OPTIONS = ("guidance_scale", "num_inference_steps", "sampler", "readout")
 
 
 def load_pipeline(checkpoint: str | Path, device: str = "cpu") -> "WeightGenerator":
