@@ -386,11 +386,12 @@ def main(argv: list[str] | None = None) -> dict:
         *path, leaf = key.split(".")
         if not path:
             raise SystemExit(f"--set {item}: expected GROUP.KEY=VALUE")
-        node = mode["gen"] = {**mode["gen"]}
-        for k in path:
-            node[k] = {**node.get(k, {})}
-            node = node[k]
-        node[leaf] = yaml.safe_load(value)
+        for g in ("gen", "inr_gen"):
+            node = mode[g] = {**mode[g]}
+            for k in path:
+                node[k] = {**node.get(k, {})}
+                node = node[k]
+            node[leaf] = yaml.safe_load(value)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -212,6 +212,8 @@ def test_cnn_d2nwg_with_probe(deep_runs):
     assert pipe.probe is not None and pipe.input_shape == (1, 8, 8)
     ws = pipe.sample("digits:0-1-2-3-4@image", 2, generator=torch.Generator().manual_seed(0), readout="ridge")
     assert all(bool(torch.isfinite(t).all()) for t in ws.tensors)
+    with pytest.raises(WeightSpaceError, match=r"shape \[64\].*\[1, 8, 8\].*@image"):  # the flat view of the task
+        pipe.sample("digits:0-1-2-3-4", 2)
 
 
 def test_unconditional_d2nwg_on_an_inr_zoo(tmp_path):

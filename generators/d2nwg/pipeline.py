@@ -133,9 +133,11 @@ class D2NWG(WeightGenerator):
 
             task = get_task(task)
         shape = tuple(getattr(task, "input_shape", ()) or ())
-        if shape and math.prod(shape) != math.prod(self.input_shape):
+        if shape and shape != self.input_shape:
+            hint = (" (image tasks are named '<task>@image', e.g. 'digits:0-1-2-3-4@image')"
+                    if len(self.input_shape) == 3 and math.prod(shape) == math.prod(self.input_shape) else "")
             raise WeightSpaceError(f"task '{task.name}' has inputs of shape {list(shape)}; this generator was "
-                                   f"trained on inputs of shape {list(self.input_shape)}")
+                                   f"trained on inputs of shape {list(self.input_shape)}{hint}")
         shots = int(shots or self.config["sampling"]["shots"])
         return task_condition(task, n, shots, self.num_classes, generator,
                               self.config["condition"]["max_per_class"]).to(self.device)
