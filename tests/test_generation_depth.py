@@ -230,6 +230,13 @@ def test_unconditional_d2nwg_on_an_inr_zoo(tmp_path):
     with pytest.raises(WeightSpaceError, match="unconditional"):
         pipe.sample(None, 2, readout="ridge")
     assert pipe.resolve_readout() == "none"  # auto: nothing to fit without a task
+    from datasets_zoo import Zoo
+    from wspace.commands.sample import main as sample_main
+
+    sample_main({"checkpoint": str(tmp_path / "run"), "task": None, "n": 2, "out": str(tmp_path / "s"), "seed": 0,
+                 "device": "cpu"})  # `wspace sample` without task= for an unconditional generator
+    drawn = Zoo.open(tmp_path / "s")
+    assert len(drawn) == 2 and drawn.records[0]["metrics"] == {} and drawn.records[0].get("task") is None
     pipe.save_pretrained(tmp_path / "p")
     again = D2NWG.from_pretrained(tmp_path / "p")
     b = again.sample(None, 3, generator=torch.Generator().manual_seed(0))

@@ -202,6 +202,9 @@ def test_end_to_end_train_sample_write_reload(tiny_run):
     assert torch.allclose(torch.tensor(z.column("test_acc"), dtype=torch.float32), metrics["test_acc"])
     ws = z.weights()
     assert all(bool(torch.isfinite(t).all()) for t in ws.tensors)
+    with pytest.raises(WeightSpaceError, match="conditioned on a task's data: add task="):
+        sample_main({**cfg, "task": None, "out": str(root / "samples-no-task")})
+    assert not (root / "samples-no-task").exists()
 
 
 def test_save_load_identical_samples(tiny_run, tmp_path):

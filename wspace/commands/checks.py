@@ -61,7 +61,7 @@ COMMON = {"seed": SEED, "device": DEVICE}
 SCHEMAS: dict[str, dict[str, Option]] = {
     "train": {**COMMON, "zoo": Option("path"), "out": Option("dir"),
               "resume": Option("choice", choices=(True, False, "force")), "overwrite": Option("bool")},
-    "sample": {**COMMON, "checkpoint": Option("path"), "task": Option("str"), "n": Option("int", minimum=1),
+    "sample": {**COMMON, "checkpoint": Option("path"), "task": Option("str", nullable=True), "n": Option("int", minimum=1),
                "out": Option("dir"), "guidance_scale": Option("float", nullable=True),
                "num_inference_steps": Option("int", minimum=1, nullable=True),
                "sampler": Option("choice", choices=("ddim", "dpm", "ddpm"), nullable=True),

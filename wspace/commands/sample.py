@@ -41,7 +41,8 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
                   ) -> dict[str, torch.Tensor]:
     """Write ``ws`` as a native zoo at ``out``; returns their metrics.
 
-    ``task``: the task of every network, or one task name per network. The zoo is written
+    ``task``: the task of every network, or one task name per network (None: no task, no
+    metrics; samples of an unconditional generator). The zoo is written
     into a temporary folder beside ``out`` and renamed to ``out`` once complete, so a failure
     (e.g. non-finite sampled weights) leaves nothing behind that would block a rerun.
     ``out`` must not exist or be an empty directory.
@@ -55,11 +56,16 @@ def write_samples(ws, task: str | Sequence[str], out: str | Path, meta: dict, hp
 
     out = Path(out)
     check_sample_out(out)
-    names = [get_task(task).name] * len(ws) if isinstance(task, str) else [get_task(t).name for t in task]
-    metrics = {"test_acc": accuracy(ws, names, "test"), "train_acc": accuracy(ws, names, "train")}
-    records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "task": t, "sample": i, "hparams": hparams,
-                "metrics": {k: float(v[i]) for k, v in metrics.items()}} for i, t in enumerate(names)]
-    tasks = {t: get_task(t).meta() for t in sorted(set(names))}
+    if task is None:
+        names: list[str | None] = [None] * len(ws)
+        metrics: dict[str, torch.Tensor] = {}
+    else:
+        names = [get_task(task).name] * len(ws) if isinstance(task, str) else [get_task(t).name for t in task]
+        metrics = {"test_acc": accuracy(ws, names, "test"), "train_acc": accuracy(ws, names, "train")}
+    records = [{"id": f"sample/{i:06d}", "run": i, "seed": seed, "sample": i, "hparams": hparams,
+                "metrics": {k: float(v[i]) for k, v in metrics.items()}, **({"task": t} if t else {})}
+               for i, t in enumerate(names)]
+    tasks = {t: get_task(t).meta() for t in sorted({t for t in names if t})}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -94,14 +100,21 @@ def main(cfg: Any) -> dict[str, torch.Tensor]:
     seed = int(get("seed", 0) or 0)
     device = str(get("device", "cpu") or "cpu")
     pipe = load_pipeline(get("checkpoint"), device)
-    task = str(get("task"))
+    task = None if get("task") is None else str(get("task"))
+    if task is None and pipe.conditional:
+        raise WeightSpaceError(f"this {pipe.name} generator is conditioned on a task's data: add task=<name> "
+                               f"(e.g. task=digits:0-3-5-7-9)")
     g = torch.Generator().manual_seed(seed)
     options = {k: get(k) for k in SAMPLING_OPTIONS if get(k) is not None}
-    ws = pipe.sample(task, n, generator=g, **options)
+    # unconditional generators draw without a condition; a task given to them only scores the samples
+    ws = pipe.sample(task if pipe.conditional else None, n, generator=g, **options)
     hp = pipe.sampling_settings(**options)
     meta = {"generator": {"name": pipe.name, "checkpoint": str(get("checkpoint")), "task": task, "n": n, "seed": seed,
                           **hp}}
     m = write_samples(ws, task, get("out"), meta, hp, seed)
+    if task is None:
+        print(f"{n} networks written to {get('out')} (unconditional: no task to score them on)")
+        return m
     acc = m["test_acc"]
     print(f"{n} networks for {task} written to {get('out')}: test accuracy mean {acc.mean():.4f}, "
           f"median {acc.median():.4f}, min {acc.min():.4f}, max {acc.max():.4f}")
