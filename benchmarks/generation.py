@@ -341,7 +341,7 @@ def table(res: dict) -> str:
 def merge(names: list[str], stem: str) -> dict:
     """One results file from parts that ran disjoint architectures (same mode and settings)."""
     parts = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
-    res = {**parts[0], "architectures": {}, "merged_from": names,
+    res = {**parts[0], "architectures": {}, "merged_from": sorted(set(names + parts[0].get("merged_from", [])) - {stem}),
            "total_seconds": round(sum(p["total_seconds"] for p in parts), 1)}
     for p in parts:
         if p["mode"] != res["mode"] or p["generator_overrides"] != res["generator_overrides"]:
@@ -349,6 +349,7 @@ def merge(names: list[str], stem: str) -> dict:
         res["architectures"].update(p["architectures"])
         if "inr_unconditional" in p:
             res["inr_unconditional"] = p["inr_unconditional"]
+    res["architectures"] = dict(sorted(res["architectures"].items()))
     (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2))
     plot(res, RESULTS / f"{stem}.png")
     print(table(res))
