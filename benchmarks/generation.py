@@ -145,6 +145,7 @@ def _zero_shot(pipe, zoo: Zoo, arch: str, tasks: list[str], train_tasks: list[st
     gens, ridge_gen, rand, ridge_rand, retr, ridge_retr, best, best_ridge, sample_s = [], [], [], [], [], [], [], [], 0.0
     trained = []
     idx_split = _final_records(zoo, arch, split)
+    ridge = float(pipe.config["condition"]["probe_ridge"])  # the strength sampling's readout=ridge uses
 
     def best_on_support(w: WeightSpace, support: torch.Tensor, task: str) -> float:
         sel = int(_support_accuracy(w, support).argmax())
@@ -158,18 +159,18 @@ def _zero_shot(pipe, zoo: Zoo, arch: str, tasks: list[str], train_tasks: list[st
         w = pipe.sample(support, n, generator=g, readout="none")  # the generator's own output layer
         sample_s += time.time() - t0
         gens.append(w)
-        ridge_gen.append(fit_readout(w, support, float(pipe.config["condition"]["probe_ridge"])))  # = readout=ridge
+        ridge_gen.append(fit_readout(w, support, ridge))  # = readout=ridge
         best.append(best_on_support(w, support, task))
         best_ridge.append(best_on_support(ridge_gen[-1], support, task))
         r = init_weight_space(spec, n, generator=torch.Generator().manual_seed(seed + k), scheme="default")
         rand.append(r)
-        ridge_rand.append(fit_readout(r, support, float(pipe.config["condition"]["probe_ridge"])))
+        ridge_rand.append(fit_readout(r, support, ridge))
         _, rt = E.retrieval_baseline(zoo.filter(architecture=arch), task, train_tasks, k=n)
         rt = rt.to(torch.float32)
         if len(rt) < n:
             rt = WeightSpace.cat([rt] * math.ceil(n / len(rt))).map(lambda t: t[:n])
         retr.append(rt)
-        ridge_retr.append(fit_readout(rt, support, float(pipe.config["condition"]["probe_ridge"])))
+        ridge_retr.append(fit_readout(rt, support, ridge))
         trained += [i for i in idx_split if recs[i]["task"] == task]
     names = [t for t in tasks for _ in range(n)]
     cat = WeightSpace.cat

@@ -35,7 +35,7 @@ class LatentNorm:
         self.mean, self.std = mean.float(), std.float()
 
     @classmethod
-    def fit(cls, mu: torch.Tensor, mode: str = "role", groups: torch.Tensor | None = None) -> "LatentNorm":
+    def fit(cls, mu: torch.Tensor, mode: str = "global", groups: torch.Tensor | None = None) -> "LatentNorm":
         """Statistics of latent means ``mu`` ``[B, T, L]``; ``groups`` ``[T]`` (token roles)
         share them under ``mode="role"`` (None: every token its own)."""
         if mode not in LATENT_NORMS:
