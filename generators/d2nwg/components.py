@@ -19,7 +19,7 @@ from .config import resolve_config
 from .latent_norm import LatentNorm
 
 __all__ = ["SAMPLERS", "auto_chunk", "use_neuron_centric", "make_tokenizer", "use_probe", "make_scheduler",
-           "build_modules", "make_probe"]
+           "build_modules", "make_probe", "token_positions"]
 
 SAMPLERS = ("ddpm", "ddim", "dpm")
 
@@ -78,15 +78,20 @@ def make_scheduler(kind: str, config: Mapping) -> Any:
     raise WeightSpaceError(f"unknown sampler '{kind}'; choose one of {SAMPLERS}")
 
 
+def token_positions(tokenizer: WeightTokenizer, config: Mapping) -> torch.Tensor | None:
+    """Position index per token: hidden neurons of a layer share one (the modules commute
+    with their permutations) unless the zoo is canonicalized, where every position means one
+    aligned neuron (None: ``arange(T)``)."""
+    return None if config["tokenizer"]["canonicalize"] else tokenizer.layout.role_index
+
+
 def build_modules(tokenizer: WeightTokenizer, config: Mapping, input_shape: tuple[int, ...],
                   conditional: bool = True) -> tuple[TokenVAE, TokenDenoiser]:
     """Fresh (untrained) VAE and denoiser for ``tokenizer``'s grid; ``conditional=False``
     builds an unconditional denoiser (no set encoder, no probe)."""
     c = resolve_config(config)
     v, d, cond = c["vae"], c["denoiser"], c["condition"]
-    # hidden neurons share position embeddings (the modules commute with their permutations)
-    # unless the zoo is canonicalized, where every position means one aligned neuron
-    positions = None if c["tokenizer"]["canonicalize"] else tokenizer.layout.role_index
+    positions = token_positions(tokenizer, c)
     vae = TokenVAE(tokenizer.num_tokens, tokenizer.chunk_size, v["latent_dim"], v["d_model"], v["depth"],
                    v["heads"], 0.0, v["input_noise"], v["latent_noise"], positions)
     K = tokenizer.spec.out_features

@@ -33,7 +33,7 @@ from ..denoisers import TokenDenoiser
 from ..fitting import Stage, fit_stage, random_batches, seed_stage, settle_stages, stage_trainer_kwargs
 from ..selection import select_checkpoints
 from ..tokenizer import WeightTokenizer, canonicalize
-from .components import build_modules, make_probe, make_tokenizer
+from .components import build_modules, make_probe, make_tokenizer, token_positions
 from .latent_norm import LatentNorm
 
 __all__ = ["prepare_data", "fit_stages", "TrainedParts", "condition_mode", "query_inputs", "CONDITION_MODES", "STAGES",
@@ -158,8 +158,7 @@ def fit_stages(zoo: Any, out: Path, cfg: Mapping, *, seed: int = 0, device: str 
     vae = vae.cpu().eval()
     with torch.no_grad():
         mu = torch.cat([vae.encode(tokens[a:a + 1024])[0] for a in range(0, len(tokens), 1024)])
-    groups = None if cfg["tokenizer"]["canonicalize"] else tok.layout.role_index  # as the denoiser's positions
-    norm = LatentNorm.fit(mu, cfg["denoiser"]["latent_norm"], groups)
+    norm = LatentNorm.fit(mu, cfg["denoiser"]["latent_norm"], token_positions(tok, cfg))  # groups = positions
     latents = norm.normalize(mu)
 
     seed_stage(seed, "condition")  # the same random state whether the VAE was trained now or reused
