@@ -64,6 +64,45 @@ def _check_inputs(ws_a: WeightSpace, ws_b: WeightSpace, init: Permutation | None
                 )
 
 
+
+def _objective(ws_a: WeightSpace, ws_b: WeightSpace, perm: Permutation, dtype: torch.dtype) -> torch.Tensor:
+    """``[B]`` ``sum <A, permute(B, P)>`` (A broadcast when it is one network)."""
+    aligned = permute(WeightSpace(ws_b.spec, [t.detach().to(dtype) for t in ws_b.tensors]), perm)
+    B = len(ws_b)
+    return sum((a.detach().to(device=t.device, dtype=dtype) * t).reshape(B, -1).sum(1)
+               for a, t in zip(ws_a.tensors, aligned.tensors))
+
+
+def _forward_matching(ws_a: WeightSpace, ws_b: WeightSpace, dtype: torch.dtype) -> dict[int, torch.Tensor]:
+    """Permutations matched group by group in order, each on the parameters that produce
+    it (the group on axis 0) and whose other permuted axes are earlier groups, already
+    matched; parameters reading later groups are left out (groups without such parameters
+    keep the identity)."""
+    spec = ws_b.spec
+    B, Ba = len(ws_b), len(ws_a)
+    perms = {g: p for g, p in identity_permutation(spec, B, device=ws_b.device).perms.items()}
+    for grp in spec.groups:
+        g, n = grp.id, grp.size
+        if n < 2:
+            continue
+        cost = None
+        for pi, p in enumerate(spec.params):
+            if not p.axes or p.axes[0] != g or any(h is not None and h >= g for h in p.axes[1:]):
+                continue
+            t = ws_b.tensors[pi].detach().to(dtype)
+            for ax, h in enumerate(p.axes[1:], start=1):
+                if h is not None:
+                    t = _take(t, ax + 1, perms[h])
+            a = ws_a.tensors[pi].detach().to(device=t.device, dtype=dtype).reshape(Ba, n, -1)
+            term = torch.matmul(a, t.reshape(B, n, -1).transpose(1, 2))
+            cost = term if cost is None else cost + term
+        if cost is None:
+            continue
+        cost_np = cost.cpu().numpy()
+        new = np.stack([linear_sum_assignment(cost_np[b], maximize=True)[1] for b in range(B)])
+        perms[g] = torch.from_numpy(new).to(ws_b.device)
+    return perms
+
 def weight_matching(
     ws_a: WeightSpace,
     ws_b: WeightSpace,
@@ -73,6 +112,7 @@ def weight_matching(
     generator: torch.Generator | None = None,
     return_stats: bool = False,
     dtype: torch.dtype = torch.float64,
+    forward_start: bool = True,
 ) -> Permutation | tuple[Permutation, dict[str, torch.Tensor]]:
     """Git Re-Basin weight matching of ``ws_b[b]`` onto ``ws_a[b]``, for every pair at once.
 
@@ -96,7 +136,7 @@ def weight_matching(
     Args:
         ws_a: the reference networks (``B`` or 1).
         ws_b: the networks to permute (``B``), same architecture.
-        max_iter: maximum number of sweeps (0 returns ``init``).
+        max_iter: maximum number of sweeps (0 returns ``init`` as given).
         init: starting permutation (identity by default), ``[B, n_g]`` or ``[1, n_g]``.
         generator: random source of the group visiting order (CPU generator).
         return_stats: also return a dict with ``sweeps`` (``LongTensor[B]``, sweeps run
@@ -104,6 +144,12 @@ def weight_matching(
             (``Tensor[B]``, final ``sum <A, permute(B, P)>``).
         dtype: precision of the cost matrices (float64 so that the relative tolerance
             is meaningful; float32 is faster for large networks).
+        forward_start: also try the forward matching (:func:`_forward_matching`: groups in
+            order, each matched on its incoming weights alone, whose other axes are inputs
+            or earlier groups) as a start and keep, per pair, the start with the higher
+            objective. Coordinate descent from the identity can stall in a local optimum
+            even for an exact permuted copy; the forward matching finds that copy's
+            permutation whenever its neurons' incoming weights differ.
 
     Raises:
         WeightSpaceError: different architectures, incompatible batch sizes, bad init.
@@ -117,6 +163,10 @@ def weight_matching(
         perms = identity_permutation(spec, B, device=device).perms
     else:
         perms = {g: p.to(device).expand(B, -1).clone() for g, p in init.perms.items()}
+    if forward_start and max_iter > 0:  # start each pair from the better of init and the forward matching
+        fwd = _forward_matching(ws_a, ws_b, dtype)
+        better = _objective(ws_a, ws_b, Permutation(fwd), dtype) > _objective(ws_a, ws_b, Permutation(perms), dtype)
+        perms = {g: torch.where(better.unsqueeze(1), fwd[g].to(device), p) for g, p in perms.items()}
 
     # Where each group appears: (param index, axis in the param's shape).
     occurrences: dict[int, list[tuple[int, int]]] = {g.id: [] for g in spec.groups}

@@ -8,7 +8,8 @@
   times ``(-1)^k`` (:func:`shift_phases`).
 * Canonical forms that remove the non-permutation part of the group, so that weight
   matching (a permutation search) can align any two networks: :func:`canonicalize_signs`,
-  :func:`canonicalize_phases` (:func:`canonical_frame` also returns the way back).
+  :func:`canonicalize_phases` (:func:`canonical_frame` also returns the way back),
+  :func:`canonicalize_scales` and :func:`canonicalize_symmetries` (all of them).
 
 Convention: ``permute(ws, perm)`` re-indexes each permuted axis as
 ``new[..., i, ...] = old[..., perm[g][b, i], ...]``. All functions are vectorized
@@ -180,12 +181,15 @@ def random_sign_flip(ws: WeightSpace, p: float = 0.5, generator: torch.Generator
 def canonical_signs(ws: WeightSpace) -> dict[int, torch.Tensor]:
     """The sign flips (``{group: [B, n_g]`` of +-1}) that :func:`canonicalize_signs` applies:
     each neuron of a group with the ``"sign"`` symmetry gets the sign of its bias, or, where
-    the bias is zero or absent, of the sum of its incoming weights (ties: +1)."""
+    the bias is zero or absent, of the sum of its incoming weights (ties: +1). Groups are
+    decided in order, each after the flips of the earlier ones (which flip columns of its
+    incoming weights), so the result is idempotent for bias-free networks too."""
     factors: dict[int, torch.Tensor] = {}
-    signed = {g.id for g in ws.spec.groups if "sign" in g.symmetries}
+    signed = [g.id for g in ws.spec.groups if "sign" in g.symmetries]
+    cur = ws
     for g in signed:
         score = bias = None
-        for p, t in zip(ws.spec.params, ws.tensors):
+        for p, t in zip(cur.spec.params, cur.tensors):
             if not p.axes or p.axes[0] != g:  # axis 0 of a weight / bias: the neurons it produces
                 continue
             if len(p.axes) == 1:
@@ -199,6 +203,7 @@ def canonical_signs(ws: WeightSpace) -> dict[int, torch.Tensor]:
         if bias is not None:
             key = torch.where(bias != 0, torch.sign(bias), key)
         factors[g] = torch.where(key < 0, -1.0, 1.0).to(ws.tensors[0].dtype)
+        cur = scale_neurons(cur, {g: factors[g]})
     return factors
 
 
@@ -209,6 +214,77 @@ def canonicalize_signs(ws: WeightSpace) -> WeightSpace:
     a permutation only, which weight matching can then undo; idempotent."""
     factors = canonical_signs(ws)
     return scale_neurons(ws, factors) if factors else ws
+
+
+def canonical_scales(ws: WeightSpace) -> dict[int, torch.Tensor]:
+    """The positive factors (``{group: [B, n_g]}``) that :func:`canonicalize_scales` applies,
+    computed group by group in order (each after the previous ones are applied): every
+    neuron of a group with the ``"scale"`` symmetry (ReLU, leaky ReLU, max pooling) gets
+    unit norm of its incoming weights and bias, counting only the layers writing it whose
+    inputs are network inputs or earlier groups (for a residual stream: the layer that opens
+    it, not the blocks that add to it, whose inputs come later). Dead neurons: factor 1."""
+    spec = ws.spec
+    factors: dict[int, torch.Tensor] = {}
+    cur = ws
+    for grp in spec.groups:
+        if "scale" not in grp.symmetries:
+            continue
+        sq = None
+        for layer in spec.layers:
+            if layer.out_group != grp.id or (layer.in_group is not None and layer.in_group >= grp.id):
+                continue
+            for i in (layer.weight, layer.bias):
+                if i is None:
+                    continue
+                t = cur.tensors[i]
+                part = t.reshape(t.shape[0], t.shape[1], -1).pow(2).sum(-1)
+                sq = part if sq is None else sq + part
+        if sq is None:
+            continue
+        norm = sq.sqrt()
+        f = torch.where(norm > 0, 1.0 / norm.clamp_min(torch.finfo(norm.dtype).tiny), torch.ones_like(norm))
+        factors[grp.id] = f
+        cur = scale_neurons(cur, {grp.id: f})
+    return factors
+
+
+def canonicalize_scales(ws: WeightSpace) -> WeightSpace:
+    """A canonical representative under positive per-neuron rescaling (function-preserving
+    for ReLU-like groups): each such neuron's incoming weights and bias get unit norm, the
+    scale moving onto its outgoing weights (see :func:`canonical_scales`). For MLPs, CNNs
+    and residual networks (streams included). Permutation-equivariant; idempotent."""
+    factors = canonical_scales(ws)
+    return scale_neurons(ws, factors) if factors else ws
+
+
+CanonicalTransform = tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[int, torch.Tensor]]
+
+
+def canonical_transform(ws: WeightSpace) -> tuple[WeightSpace, CanonicalTransform]:
+    """``(canonical network, (shifts, flips, scales))``: :func:`canonicalize_symmetries` and
+    the transform that got there, undone by :func:`from_canonical`."""
+    c, shifts, flips = canonical_frame(ws)
+    scales = canonical_scales(c)
+    return (scale_neurons(c, scales) if scales else c), (shifts, flips, scales)
+
+
+def from_canonical(ws: WeightSpace, transform: CanonicalTransform) -> WeightSpace:
+    """Undo :func:`canonical_transform`'s ``transform``. Applied to another network in the
+    same canonical frame (e.g. aligned onto it), it moves that network into the first one's
+    own frame: its scales, signs and phases."""
+    shifts, flips, scales = transform
+    if scales:
+        ws = scale_neurons(ws, {g: 1.0 / f for g, f in scales.items()})
+    return from_canonical_frame(ws, shifts, flips)
+
+
+def canonicalize_symmetries(ws: WeightSpace) -> WeightSpace:
+    """A canonical representative under every non-permutation symmetry the spec allows:
+    SIREN phase shifts and sign flips (:func:`canonicalize_phases`), then positive
+    rescaling (:func:`canonicalize_scales`). After it, two networks related by any mix of
+    permutations, sign flips, phase shifts and rescalings differ by a permutation only,
+    which weight matching undoes."""
+    return canonical_transform(ws)[0]
 
 
 def _first_act(ops: tuple[Op, ...], start: int) -> Op | None:

@@ -12,7 +12,7 @@ Example::
 
     from wspace.audit import audit
     report = audit(generated_zoo, training_zoo, task=get_task("digits:0-1-2-3-4"))  # datasets_zoo.get_task
-    report.verdicts[:5]        # ['novel', 'replica', ...]
+    report.verdicts[:5]        # ['novel', 'replica', 'near-copy', ...]
     print(report.table())
     report.save("audit_out")   # audit.json, PNG plots, report.html
 """

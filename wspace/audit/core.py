@@ -20,8 +20,9 @@ import torch
 
 from ..errors import WeightSpaceError
 from ..space import WeightSpace
+from ..symmetry import canonical_frame, canonical_scales, canonicalize_scales, from_canonical, scale_neurons
 from . import behaviour as bh
-from .calibrate import Thresholds, calibrate, label, uncalibrated
+from .calibrate import Thresholds, calibrate, functional_bar, label, uncalibrated
 from .distances import nearest_raw
 from .frontier import compare_to_frontier, noise_frontier
 from .geometry import gram, hull_distance, segment_distance
@@ -65,17 +66,52 @@ class _Auditor:
     """Shared state: the aligned index over the training set, the probe, settings."""
 
     def __init__(self, train: WeightSpace, probe: bh.ProbeSet | None, *, shortlist: int, keep: int, exact: bool,
-                 seed: int, log: Callable[[str], None], groups=None):
-        self.train, self.probe, self.log = train, probe, log
+                 seed: int, log: Callable[[str], None], groups=None, symmetries: str = "all"):
+        self.probe, self.log = probe, log
         self.k, self.keep, self.exact = shortlist, keep, exact
+        self.canonical = symmetries == "all"
+        self.train_raw = train
         t0 = time.perf_counter()
-        self.index = AlignedIndex(train, groups=groups, seed=seed)
+        # every network in the canonical frame of its non-permutation symmetries (signs, phases,
+        # scales): then weight matching, a permutation search, finds the distance up to all of them
+        # Distances up to every symmetry: networks are put in the canonical frame of their signs /
+        # phases (exact, so weight matching then sees permutations only) and searched there; with
+        # ReLU-like groups also in the canonical frame of their scales (a rescaled copy is found
+        # there, a raw interpolation of aligned checkpoints in the first), the nearer result counting.
+        self.train_signed = canonical_frame(train)[0] if self.canonical else train
+        self.index = AlignedIndex(self.train_signed, groups=groups, seed=seed)
+        self.scaled = self.canonical and any("scale" in g.symmetries for g in train.spec.groups)
+        self.train = canonicalize_scales(self.train_signed) if self.scaled else self.train_signed
+        self.index_scaled = AlignedIndex(self.train, groups=groups, seed=seed) if self.scaled else None
         self.timings = {"index": time.perf_counter() - t0}
-        self.train_flat = train.flatten().double()
         self.train_beh = bh.behaviour(train, probe) if probe is not None else None
 
     def _tick(self, key: str, t0: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def _search(self, ws: WeightSpace, excl: Any) -> tuple[list[tuple[torch.Tensor, torch.Tensor, Any]], Any]:
+        """Aligned search in each canonical frame; returns, per frame, the aligned neighbours
+        ``[Q, K, D]`` moved back into each query's own frame (so distances and the
+        interpolation geometry are in weight units), their valid mask and the search result."""
+        kw = dict(k=self.k, keep=self.keep, exclude=excl, exact=self.exact)
+        if not self.canonical:
+            res = self.index.query(ws, **kw)
+            return [(*res.aligned_neighbors(self.train), res)], res
+        signed, shifts, flips = canonical_frame(ws)
+        res = self.index.query(signed, **kw)
+        out = []
+        for keys, search, scales in ((self.train_signed, res, {}), (self.train, None, None)):
+            if scales is None:  # the scale frame
+                if not self.scaled:
+                    break
+                scales = canonical_scales(signed)
+                search = self.index_scaled.query(scale_neurons(signed, scales), **kw)
+            nb, valid = search.aligned_neighbors(keys)
+            Q, K, D = nb.shape
+            rep = tuple({g: f.repeat_interleave(K, 0) for g, f in part.items()} for part in (shifts, flips, scales))
+            moved = from_canonical(WeightSpace.from_flat(keys.spec, nb.reshape(Q * K, D)), rep)
+            out.append((moved.flatten().double().reshape(Q, K, D), valid, search))
+        return out, res
 
     def measure(self, ws: WeightSpace, exclude_self: torch.Tensor | None = None, runs_exclude=None,
                 behaviour: bool = True) -> dict[str, np.ndarray]:
@@ -94,34 +130,45 @@ class _Auditor:
                 return m | runs_exclude(pos) if runs_exclude is not None else m
 
         t0 = time.perf_counter()
-        raw_d, raw_i = nearest_raw(ws.flatten(), self.train.flatten(), exclude=excl)
+        raw_d, raw_i = nearest_raw(ws.flatten(), self.train_raw.flatten(), exclude=excl)
         self._tick("raw", t0)
         t0 = time.perf_counter()
-        res = self.index.query(ws, k=self.k, keep=self.keep, exclude=excl, exact=self.exact)
+        frames, res = self._search(ws, excl)
         self._tick("aligned", t0)
         t0 = time.perf_counter()
-        nb, valid = res.aligned_neighbors(self.train)
-        G = gram(nb, ws.flatten(), valid)
-        seg, seg_t = segment_distance(G, valid)
-        hull, _ = hull_distance(G, valid)
+        q = ws.flatten().double()
+        distance = seg = seg_t = hull = nearest = None
+        for nb, valid, search in frames:  # per query: the nearest neighbour, the best segment and hull
+            d = (nb - q.unsqueeze(1)).norm(dim=2).masked_fill(~valid, float("inf"))
+            dmin, k = d.min(1)
+            near = torch.where(torch.isfinite(dmin), search.neighbors.gather(1, k.unsqueeze(1)).squeeze(1),
+                               torch.full_like(k, -1))
+            G = gram(nb, q, valid)
+            s_d, s_t = segment_distance(G, valid)
+            h, _ = hull_distance(G, valid)
+            if distance is None:
+                distance, nearest, seg, seg_t, hull = dmin, near, s_d, s_t, h
+            else:
+                closer, on_seg = dmin < distance, s_d < seg
+                distance, nearest = torch.where(closer, dmin, distance), torch.where(closer, near, nearest)
+                seg, seg_t = torch.where(on_seg, s_d, seg), torch.where(on_seg, s_t, seg_t)
+                hull = torch.minimum(hull, h)
         self._tick("geometry", t0)
         out = {
             "raw_distance": raw_d.numpy(), "raw_index": raw_i.numpy(),
-            "aligned_distance": res.distance.numpy(), "nearest_index": res.index.numpy(),
+            "aligned_distance": distance.numpy(), "nearest_index": nearest.numpy(),
             "segment_distance": seg.numpy(), "segment_t": seg_t.numpy(),
             "hull_distance": torch.minimum(hull, seg).numpy(),
-            "certified": res.certified.numpy(), "alignments": res.evaluated.numpy(),
+            "certified": res.certified.numpy(),
+            "alignments": sum(f[2].evaluated for f in frames).numpy(),
         }
         if behaviour and self.probe is not None:
             t0 = time.perf_counter()
             b = bh.behaviour(ws, self.probe)
-            bexcl = None
-            if exclude_self is not None:
-                N = len(self.train)
-                bexcl = lambda pos: torch.arange(N).unsqueeze(0) == exclude_self[pos].unsqueeze(1)  # noqa: E731
-            iou, iou_i = bh.max_error_iou(b, self.train_beh, bexcl)
-            agr, agr_i = bh.max_agreement(b, self.train_beh, bexcl)
-            div, div_i = bh.min_divergence(b, self.train_beh, bexcl)
+            # the same keys as the distances: itself and, for the run spread, its own run excluded
+            iou, iou_i = bh.max_error_iou(b, self.train_beh, excl)
+            agr, agr_i = bh.max_agreement(b, self.train_beh, excl)
+            div, div_i = bh.min_divergence(b, self.train_beh, excl)
             out.update({
                 "accuracy": b.accuracy.double().numpy(), "errors": b.errors.sum(1).numpy(),
                 "max_error_iou": iou.numpy(), "max_error_iou_index": iou_i.numpy(),
@@ -164,6 +211,8 @@ def audit(
     replica_factor: float = 0.25,
     quantile: float = 0.05,
     interpolation_ratio: float = 0.5,
+    novel_quantile: float = 0.05,
+    symmetries: str = "all",
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
@@ -188,7 +237,13 @@ def audit(
         noise_scales: relative noise scales (default ``wspace.audit.baselines.DEFAULT_NOISE_SCALES``).
         average_k: checkpoints per aligned average.
         fallback_noise_scale: noise scale giving the thresholds of an uncalibrated audit.
-        replica_factor, quantile, interpolation_ratio: verdict rules (:mod:`.calibrate`).
+        replica_factor, quantile, interpolation_ratio, novel_quantile: verdict rules
+            (:mod:`.calibrate`; ``novel_quantile``: the share of independent solutions that
+            may read as near-copies).
+        symmetries: ``"all"``: distances up to every symmetry the spec allows (permutations,
+            sign flips of tanh / sine neurons, SIREN phase shifts, positive rescaling of
+            ReLU-like neurons; networks are put in the canonical frame of the non-permutation
+            ones first); ``"permutations"``: permutations only.
         seed: everything random (subsamples, baselines, probe, weight matching order).
         progress: called with a short message before each phase.
 
@@ -202,6 +257,10 @@ def audit(
     from . import baselines as bl
 
     log = progress or (lambda msg: None)
+    if symmetries not in ("all", "permutations"):
+        raise WeightSpaceError(f"symmetries must be 'all' or 'permutations', got {symmetries!r}")
+    if not 0.0 < float(novel_quantile) < 0.5:
+        raise WeightSpaceError(f"novel_quantile must lie in (0, 0.5), got {novel_quantile}")
     t_start = time.perf_counter()
     gen, gen_rec = as_population(generated, "generated")
     train, train_rec = as_population(training, "training")
@@ -219,7 +278,7 @@ def audit(
 
     log(f"indexing {len(train)} training networks")
     A = _Auditor(train, probe, shortlist=shortlist, keep=keep, exact=exact, seed=seed, log=log,
-                 groups=run_labels.tolist() if n_runs >= 2 else None)
+                 groups=run_labels.tolist() if n_runs >= 2 else None, symmetries=symmetries)
 
     log(f"measuring {len(gen)} generated networks")
     gen_m = A.measure(gen)
@@ -236,7 +295,7 @@ def audit(
         rc = torch.tensor([codes[r] for r in run_labels.tolist()])
         same_run = lambda pos: rc.unsqueeze(0) == rc[sub[pos]].unsqueeze(1)  # noqa: E731
         log("cross-run spread")
-        cross = A.measure(sub_ws, exclude_self=sub, runs_exclude=same_run, behaviour=False)
+        cross = A.measure(sub_ws, exclude_self=sub, runs_exclude=same_run, behaviour=True)
     ref_m = None
     if ref is not None:
         log(f"measuring {len(ref)} reference networks")
@@ -261,23 +320,34 @@ def audit(
     fallback_key = f"noise@{fallback_noise_scale:g}"
 
     # ---- thresholds
+    functional = None
+    if probe is not None:
+        functional = functional_bar(A.train_beh.accuracy.double().numpy(), train.spec.out_features)
+    rules = dict(replica_factor=replica_factor, quantile=quantile, interpolation_ratio=interpolation_ratio,
+                 novel_quantile=novel_quantile, functional=functional)
     if ref_m is not None:
-        th = calibrate(ref_m["aligned_distance"], "reference", replica_factor=replica_factor, quantile=quantile,
-                       interpolation_ratio=interpolation_ratio)
+        th = calibrate(ref_m["aligned_distance"], "reference", agreement_spread=ref_m.get("max_agreement"), **rules)
     elif cross is not None and np.isfinite(cross["aligned_distance"]).any():
-        th = calibrate(cross["aligned_distance"], "runs", replica_factor=replica_factor, quantile=quantile,
-                       interpolation_ratio=interpolation_ratio)
-    else:
-        if fallback_key not in base:
-            base[fallback_key] = {"kind": "noise", "scale": float(fallback_noise_scale), "metrics": A.measure(
-                bl.noise_baseline(train, max(n_baseline, 16), float(fallback_noise_scale), generator=g))}
+        th = calibrate(cross["aligned_distance"], "runs", agreement_spread=cross.get("max_agreement"), **rules)
+    else:  # no independent solutions: the most conservative rule (see calibrate.uncalibrated)
+        top = max(scales)
+        for s_ in (fallback_noise_scale, top):
+            key = f"noise@{s_:g}"
+            if key not in base:
+                base[key] = {"kind": "noise", "scale": float(s_), "metrics": A.measure(
+                    bl.noise_baseline(train, max(n_baseline, 16), float(s_), generator=g))}
         th = uncalibrated(float(np.median(base[fallback_key]["metrics"]["aligned_distance"])), fallback_noise_scale,
-                          interpolation_ratio=interpolation_ratio)
+                          interpolation_ratio=interpolation_ratio,
+                          novel_distance=float(np.median(base[f"noise@{top:g}"]["metrics"]["aligned_distance"])),
+                          novel_scale=top, functional=functional)
 
-    verdicts = label(gen_m["aligned_distance"], gen_m["hull_distance"], th)
+    def verdicts_of(m: dict) -> list[str]:
+        return label(m["aligned_distance"], m["hull_distance"], th, m.get("accuracy"), m.get("max_agreement"))
+
+    verdicts = verdicts_of(gen_m)
     for b in base.values():
-        b["verdicts"] = label(b["metrics"]["aligned_distance"], b["metrics"]["hull_distance"], th)
-    ref_verdicts = label(ref_m["aligned_distance"], ref_m["hull_distance"], th) if ref_m is not None else None
+        b["verdicts"] = verdicts_of(b["metrics"])
+    ref_verdicts = verdicts_of(ref_m) if ref_m is not None else None
 
     # ---- frontier
     frontier: dict[str, Any] = {}
@@ -298,8 +368,9 @@ def audit(
         "settings": {"shortlist": shortlist, "keep": keep, "exact": exact, "max_reference": max_reference,
                      "probe_size": probe_size, "probe_noise": probe_noise, "n_baseline": n_baseline,
                      "noise_scales": list(scales), "average_k": average_k, "seed": seed,
-                     "fallback_noise_scale": fallback_noise_scale},
-        "alignments_solved": A.index.pairs_solved, "alignments_exhaustive": len(train) * (len(gen) + S * 2),
+                     "fallback_noise_scale": fallback_noise_scale, "novel_quantile": novel_quantile,
+                     "symmetries": symmetries},
+        "alignments_solved": A.index.pairs_solved + (A.index_scaled.pairs_solved if A.index_scaled else 0), "alignments_exhaustive": len(train) * (len(gen) + S * 2),
         "timings": {**A.timings, "total": time.perf_counter() - t_start},
         "generated_ids": [r.get("id") for r in gen_rec] if gen_rec is not None else None,
     }

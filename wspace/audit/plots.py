@@ -147,6 +147,7 @@ def write_html(r: Any, out: Path, images: dict[str, Path]) -> Path:
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
         ".warn{background:#fee;padding:.5em;border:1px solid #c66}</style></head><body>",
         "<h1>Memorization audit</h1>",
+        f"<p style='font-size:120%'><b>{esc(r.summary.get('answer', ''))}</b></p>",
         f"<p>{r.info.get('n_generated')} generated vs {r.info.get('n_training')} training networks "
         f"({esc(str(r.info.get('spec')))}, {r.info.get('num_params')} parameters); task: "
         f"{esc(str(r.info.get('task')))}.</p>",

@@ -12,7 +12,7 @@ import numpy as np
 from ..io import atomic_write
 from .calibrate import LABELS, Thresholds
 
-__all__ = ["AuditReport", "jsonable"]
+__all__ = ["AuditReport", "jsonable", "answer"]
 
 
 def jsonable(x: Any) -> Any:
@@ -42,6 +42,17 @@ def _fractions(verdicts: list[str]) -> dict[str, float]:
     return {k: sum(v == k for v in verdicts) / n for k in LABELS}
 
 
+def answer(verdicts: list[str]) -> str:
+    """The audit's answer in one sentence: counts per verdict."""
+    n = len(verdicts)
+    c = {k: sum(v == k for v in verdicts) for k in LABELS}
+    novel = c["novel"] + c["novel, non-functional"]
+    return (f"Of {n} generated networks, {c['replica']} are replicas of training checkpoints, {c['interpolation']} "
+            f"interpolations of them, {c['near-copy']} near-copies (closer to a training model than independent "
+            f"solutions are), and {novel} novel: {c['novel']} functional, {c['novel, non-functional']} "
+            "non-functional.")
+
+
 def _med(a: Any) -> float | None:
     a = np.asarray(a, dtype=float)
     a = a[np.isfinite(a)]
@@ -53,7 +64,9 @@ class AuditReport:
     """Audit of generated networks (see :func:`wspace.audit.audit`).
 
     Attributes:
-        verdicts: ``"replica"`` / ``"interpolation"`` / ``"novel"`` per generated network, in order.
+        verdicts: one of :data:`~wspace.audit.calibrate.LABELS` (``"replica"``,
+            ``"interpolation"``, ``"near-copy"``, ``"novel"``, ``"novel, non-functional"``) per
+            generated network, in order.
         metrics: per generated network (arrays of length G): ``raw_distance``,
             ``aligned_distance`` (to the nearest training checkpoint), ``nearest_index``,
             ``segment_distance``, ``hull_distance``, ``certified``, ``alignments`` and, with a
@@ -109,7 +122,7 @@ class AuditReport:
             rows.append(self._row("train-to-train", self.train_reference, None))
         if self.cross_run is not None:
             rows.append(self._row("train-to-other-runs", self.cross_run, None))
-        out = {"fractions": _fractions(self.verdicts), "calibrated": self.thresholds.calibrated,
+        out = {"answer": answer(self.verdicts), "fractions": _fractions(self.verdicts), "calibrated": self.thresholds.calibrated,
                "threshold_source": self.thresholds.source, "replica_threshold": self.thresholds.replica,
                "certified": float(np.mean(self.metrics["certified"])) if len(self) else None, "groups": rows}
         fr = self.frontier.get("aligned_distance")
@@ -120,7 +133,7 @@ class AuditReport:
     def table(self) -> str:
         """The summary as a fixed-width text table, then the thresholds and the frontier."""
         cols = [("group", "{}"), ("n", "{:d}"), ("replica", "{:.2f}"), ("interpolation", "{:.2f}"),
-                ("novel", "{:.2f}"), ("aligned_distance", "{:.4g}"), ("raw_distance", "{:.4g}"),
+                ("near-copy", "{:.2f}"), ("novel", "{:.2f}"), ("novel, non-functional", "{:.2f}"), ("aligned_distance", "{:.4g}"), ("raw_distance", "{:.4g}"),
                 ("accuracy", "{:.4f}"), ("max_error_iou", "{:.3f}"), ("max_agreement", "{:.3f}"),
                 ("min_divergence", "{:.4f}")]
         rows = self.summary.get("groups") or self.make_summary()["groups"]
@@ -129,8 +142,9 @@ class AuditReport:
         for r in rows:
             cells.append(["-" if r.get(c) is None else f.format(r[c]) for c, f in cols])
         widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-                 for row in cells]
+        lines = [answer(self.verdicts)]
+        lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+                  for row in cells]
         th = self.thresholds
         lines.append(f"thresholds ({th.source}{'' if th.calibrated else ', NOT calibrated'}): {th.rule}")
         if not th.calibrated:

@@ -1,7 +1,8 @@
 """``wspace audit generated=<zoo> zoo=<zoo> task=<name> out=<dir> [reference=<zoo>]``.
 
 Optional keys (``configs/audit/audit.yaml``; null keeps :func:`wspace.audit.audit`'s default):
-``shortlist``, ``exact``, ``keep``, ``max_reference``, ``n_baseline``, ``probe_size``, ``probe_noise``.
+``shortlist``, ``exact``, ``keep``, ``max_reference``, ``n_baseline``, ``probe_size``, ``probe_noise``,
+``symmetries``, ``novel_quantile``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .checks import check_config
 __all__ = ["main"]
 
 _OPTIONAL = {"shortlist": int, "exact": bool, "max_reference": int, "n_baseline": int, "probe_size": int,
-             "probe_noise": float, "keep": int}
+             "probe_noise": float, "keep": int, "symmetries": str, "novel_quantile": float}
 
 
 def _open(path: Any, what: str) -> Zoo:

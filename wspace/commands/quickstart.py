@@ -6,7 +6,7 @@
 3. sample initializations for the held-out tasks from their data alone and compare them,
    before and after a few fine-tuning steps, with random init and with the zoo's own
    trained models,
-4. audit the samples against the training checkpoints (replica / interpolation / novel),
+4. audit the samples against the training checkpoints (replica / interpolation / near-copy / novel),
 
 then print one summary table and where everything was written. Every stage resumes: a
 rerun with the same ``out`` reuses the zoo and the trained generator.
@@ -118,7 +118,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
     paths = report.save(out / "audit")
     times["audit"] = time.perf_counter() - t0
 
-    verdicts = {k: report.verdicts.count(k) / len(report.verdicts) for k in ("replica", "interpolation", "novel")}
+    verdicts = dict(report.summary["fractions"])
     summary = {
         "zoo": {"path": str(zoo_dir), "checkpoints": len(zoo), "train_tasks": len(splits.get("built_train_tasks", [])),
                 "heldout_tasks": len(held)},
