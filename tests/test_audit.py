@@ -286,6 +286,12 @@ def test_cli_writes_report(population, tmp_path, capsys):
         assert (out / name).stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
+    # the answer in words first, then one example per verdict beside its nearest training model
+    assert html.index("Of 12 generated networks") < html.index("One example per verdict") < html.index("<h2>Summary")
+    table = html[html.index("One example per verdict"):html.index("<h2>Summary")]
+    for v in set(doc["verdicts"]):
+        assert f"<td>{v}</td>" in table
+    assert "train-0" in table or "train-" in table
     # a generated zoo of another architecture: one clean error line, exit code 1
     other = init_weight_space(family_spec("mlp", in_features=64, hidden=[8], num_classes=5), 2, generator=_gen(0))
     _write(tmp_path / "other", other, [0, 1], "o")

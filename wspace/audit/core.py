@@ -169,8 +169,12 @@ class _Auditor:
             iou, iou_i = bh.max_error_iou(b, self.train_beh, excl)
             agr, agr_i = bh.max_agreement(b, self.train_beh, excl)
             div, div_i = bh.min_divergence(b, self.train_beh, excl)
+            near = torch.as_tensor(out["nearest_index"])
+            near_acc = torch.where(near >= 0, self.train_beh.accuracy.double()[near.clamp_min(0)],
+                                   torch.tensor(float("nan"), dtype=torch.float64))
             out.update({
-                "accuracy": b.accuracy.double().numpy(), "errors": b.errors.sum(1).numpy(),
+                "accuracy": b.accuracy.double().numpy(), "nearest_accuracy": near_acc.numpy(),
+                "errors": b.errors.sum(1).numpy(),
                 "max_error_iou": iou.numpy(), "max_error_iou_index": iou_i.numpy(),
                 "max_agreement": agr.numpy(), "max_agreement_index": agr_i.numpy(),
                 "min_divergence": div.numpy(), "min_divergence_index": div_i.numpy(),

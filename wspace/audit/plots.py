@@ -117,6 +117,10 @@ def _frontier(r: Any, out: Path) -> Path | None:
         ax.scatter(m["aligned_distance"], m["accuracy"], s=12, alpha=0.6, color=c, label=name,
                    marker="*" if name == "generated" else "o")
     ax.axvline(r.thresholds.replica, color="k", ls="--", lw=1, label="replica threshold")
+    if np.isfinite(r.thresholds.novel):
+        ax.axvline(r.thresholds.novel, color="tab:red", ls=":", lw=1, label="novel threshold")
+    if r.thresholds.functional is not None:
+        ax.axhline(r.thresholds.functional, color="tab:gray", ls=":", lw=1, label="functional bar")
     ax.set_xlabel("aligned distance to nearest training checkpoint (novelty)")
     ax.set_ylabel("test accuracy")
     ax.set_title("accuracy-novelty frontier", fontsize=10)
@@ -133,6 +137,31 @@ def write_plots(r: Any, out: Path) -> dict[str, Path]:
         if p is not None:
             paths[name] = p
     return paths
+
+
+def _examples_html(r: Any) -> str:
+    """One generated network per verdict (the median by aligned distance) beside its nearest
+    training model: distances, accuracies, agreement and error overlap."""
+    m, esc = r.metrics, html.escape
+    cols = [("aligned distance", "aligned_distance", "{:.4g}"), ("raw distance", "raw_distance", "{:.4g}"),
+            ("hull distance", "hull_distance", "{:.4g}"), ("accuracy", "accuracy", "{:.3f}"),
+            ("nearest's accuracy", "nearest_accuracy", "{:.3f}"), ("agreement", "max_agreement", "{:.3f}"),
+            ("error IoU", "max_error_iou", "{:.3f}")]
+    cols = [c for c in cols if c[1] in m]
+    head = "".join(f"<th>{h}</th>" for h in ["verdict", "generated #", "nearest training model"] + [c[0] for c in cols])
+    rows = []
+    for v in dict.fromkeys(r.verdicts):  # verdicts in order of first appearance
+        idx = [i for i, x in enumerate(r.verdicts) if x == v]
+        d = np.asarray(m["aligned_distance"], dtype=float)[idx]
+        i = idx[int(np.argsort(d)[len(d) // 2])]
+        j = int(m["nearest_index"][i])
+        name = r.training_ids[j] if r.training_ids is not None and j >= 0 else f"#{j}"
+        cells = [esc(v), str(i), esc(str(name))]
+        cells += [f.format(float(m[k][i])) if np.isfinite(float(m[k][i])) else "-" for _, k, f in cols]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return ("<h2>One example per verdict</h2><p>The generated network with the median aligned distance "
+            "among those of each verdict, beside its nearest training model.</p>"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>")
 
 
 def write_html(r: Any, out: Path, images: dict[str, Path]) -> Path:
@@ -163,6 +192,7 @@ def write_html(r: Any, out: Path, images: dict[str, Path]) -> Path:
         parts.append(f"<p><b>Frontier:</b> {fr['covered']:.0%} of generated models lie in the noise grid's novelty "
                      f"range; {fr['above']:.0%} of those are more accurate than noise at matched aligned distance "
                      f"(mean excess accuracy {fr['mean_excess']:+.4f}).</p>")
+    parts.append(_examples_html(r))
     parts.append("<h2>Summary</h2><pre>" + esc(r.table()) + "</pre>")
     for name, p in images.items():
         data = base64.b64encode(Path(p).read_bytes()).decode()

@@ -70,7 +70,8 @@ class AuditReport:
         metrics: per generated network (arrays of length G): ``raw_distance``,
             ``aligned_distance`` (to the nearest training checkpoint), ``nearest_index``,
             ``segment_distance``, ``hull_distance``, ``certified``, ``alignments`` and, with a
-            task, ``accuracy``, ``max_error_iou``, ``max_agreement``, ``min_divergence``
+            task, ``accuracy``, ``nearest_accuracy`` (of the nearest training checkpoint),
+            ``max_error_iou``, ``max_agreement``, ``min_divergence``
             (each with the index of the training model reaching it).
         thresholds: the calibrated (or fallback) thresholds and rule.
         baselines: name -> ``{"kind", params, "metrics", "verdicts"}``.
