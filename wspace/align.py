@@ -64,6 +64,12 @@ def _check_inputs(ws_a: WeightSpace, ws_b: WeightSpace, init: Permutation | None
                 )
 
 
+def _assign(cost: torch.Tensor) -> torch.Tensor:
+    """``[B, n]`` maximum-weight assignment of every ``[n, n]`` cost matrix (the one per-pair
+    step: scipy has no batched solver)."""
+    c = cost.detach().cpu().numpy()
+    return torch.from_numpy(np.stack([linear_sum_assignment(c[b], maximize=True)[1] for b in range(len(c))]))
+
 
 def _objective(ws_a: WeightSpace, ws_b: WeightSpace, perm: Permutation, dtype: torch.dtype) -> torch.Tensor:
     """``[B]`` ``sum <A, permute(B, P)>`` (A broadcast when it is one network)."""
@@ -98,10 +104,9 @@ def _forward_matching(ws_a: WeightSpace, ws_b: WeightSpace, dtype: torch.dtype) 
             cost = term if cost is None else cost + term
         if cost is None:
             continue
-        cost_np = cost.cpu().numpy()
-        new = np.stack([linear_sum_assignment(cost_np[b], maximize=True)[1] for b in range(B)])
-        perms[g] = torch.from_numpy(new).to(ws_b.device)
+        perms[g] = _assign(cost).to(ws_b.device)
     return perms
+
 
 def weight_matching(
     ws_a: WeightSpace,
@@ -226,12 +231,7 @@ def weight_matching(
                     squares.add(pi)
             cost = linear if surrogate is None else surrogate if linear is None else linear + surrogate
 
-            # The assignment solver is the one per-pair step (scipy has no batched LSA).
-            cost_np = cost.cpu().numpy()
-            new = np.empty(cost_np.shape[:2], dtype=np.int64)
-            for b in range(nb):
-                new[b] = linear_sum_assignment(cost_np[b], maximize=True)[1]
-            new_t = torch.from_numpy(new).to(device)
+            new_t = _assign(cost).to(device)
 
             def objective(p_g: torch.Tensor) -> torch.Tensor:
                 """The part of the true objective that depends on P_g (other groups fixed)."""
@@ -265,9 +265,7 @@ def weight_matching(
     perm = Permutation(perms)
     if not return_stats:
         return perm
-    aligned = permute(WeightSpace(spec, b_tensors), perm)
-    # [Ba, ...] * [B, ...] broadcasts when Ba == 1
-    objective = sum((a * t).reshape(B, -1).sum(1) for a, t in zip(a_tensors, aligned.tensors))
+    objective = _objective(ws_a, ws_b, perm, dtype)
     if not groups:  # nothing to permute: trivially converged
         converged[:] = True
     stats: dict[str, Any] = {"sweeps": sweeps, "converged": converged, "objective": objective}

@@ -139,8 +139,9 @@ def uncalibrated(noise_distance: float, scale: float, *, interpolation_ratio: fl
         spread_n=0,
         rule=_rule(f"the median distance of the noise baseline at relative scale {scale:g} ({noise_distance:.4g})",
                    interpolation_ratio, far, None, functional),
-        note=("NOVELTY IS NOT CALIBRATED (novelty cannot be calibrated): the training zoo has a single run and no reference population of "
-              "independently trained models was given, so there is no spread of independent solutions. The most "
+        note=("NOVELTY IS NOT CALIBRATED: novelty cannot be calibrated, the training zoo has a single run and no "
+              "reference population of independently trained models was given, so there is no spread of "
+              "independent solutions. The most "
               "conservative rule applies: 'novel' only beyond noise that breaks the networks, 'near-copy' below it, "
               "so independent solutions may read as near-copies. Pass reference=<zoo of independently trained "
               "models> (or a zoo with several runs) to calibrate."),

@@ -72,8 +72,6 @@ class _Auditor:
         self.canonical = symmetries == "all"
         self.train_raw = train
         t0 = time.perf_counter()
-        # every network in the canonical frame of its non-permutation symmetries (signs, phases,
-        # scales): then weight matching, a permutation search, finds the distance up to all of them
         # Distances up to every symmetry: networks are put in the canonical frame of their signs /
         # phases (exact, so weight matching then sees permutations only) and searched there; with
         # ReLU-like groups also in the canonical frame of their scales (a rescaled copy is found
@@ -92,25 +90,27 @@ class _Auditor:
     def _search(self, ws: WeightSpace, excl: Any) -> tuple[list[tuple[torch.Tensor, torch.Tensor, Any]], Any]:
         """Aligned search in each canonical frame; returns, per frame, the aligned neighbours
         ``[Q, K, D]`` moved back into each query's own frame (so distances and the
-        interpolation geometry are in weight units), their valid mask and the search result."""
+        interpolation geometry are in weight units), their valid mask and the search result,
+        and the sign-frame result (the one certification and pair counts refer to)."""
         kw = dict(k=self.k, keep=self.keep, exclude=excl, exact=self.exact)
         if not self.canonical:
             res = self.index.query(ws, **kw)
             return [(*res.aligned_neighbors(self.train), res)], res
-        signed, shifts, flips = canonical_frame(ws)
-        res = self.index.query(signed, **kw)
-        out = []
-        for keys, search, scales in ((self.train_signed, res, {}), (self.train, None, None)):
-            if scales is None:  # the scale frame
-                if not self.scaled:
-                    break
-                scales = canonical_scales(signed)
-                search = self.index_scaled.query(scale_neurons(signed, scales), **kw)
+
+        def in_query_frame(search: Any, keys: WeightSpace, transform: tuple) -> tuple:
             nb, valid = search.aligned_neighbors(keys)
             Q, K, D = nb.shape
-            rep = tuple({g: f.repeat_interleave(K, 0) for g, f in part.items()} for part in (shifts, flips, scales))
+            rep = tuple({g: f.repeat_interleave(K, 0) for g, f in part.items()} for part in transform)
             moved = from_canonical(WeightSpace.from_flat(keys.spec, nb.reshape(Q * K, D)), rep)
-            out.append((moved.flatten().double().reshape(Q, K, D), valid, search))
+            return moved.flatten().double().reshape(Q, K, D), valid, search
+
+        signed, shifts, flips = canonical_frame(ws)
+        res = self.index.query(signed, **kw)
+        out = [in_query_frame(res, self.train_signed, (shifts, flips, {}))]
+        if self.scaled:
+            scales = canonical_scales(signed)
+            scaled = self.index_scaled.query(scale_neurons(signed, scales), **kw)
+            out.append(in_query_frame(scaled, self.train, (shifts, flips, scales)))
         return out, res
 
     def measure(self, ws: WeightSpace, exclude_self: torch.Tensor | None = None, runs_exclude=None,
