@@ -27,7 +27,9 @@ samples against the training networks, training and sampling time. An unconditio
 pipeline is trained on an INR zoo and its samples' PSNR compared with the zoo's.
 
 Writes ``benchmarks/results/generation.json`` (``--quick``: ``generation_quick.json``), a
-plot ``generation.png`` next to it, and prints a table.
+plot ``generation.png`` next to it, and prints a table. ``--reaudit --zoo Z --work W``
+audits the same samples again with the current audit (redrawn from the pipelines saved
+under ``W``) and replaces only the audit entries.
 """
 from __future__ import annotations
 
@@ -231,15 +233,40 @@ def _finetune(pops: dict[str, WeightSpace], names: list[str], mode: dict, seed: 
 
 
 def _audit(gen: WeightSpace, zoo: Zoo, arch: str, task: str) -> dict:
-    """Audit verdicts of the first task's samples against the architecture's training networks."""
+    """Audit verdicts of the first task's samples against the architecture's training networks
+    (final checkpoints; calibrated by the spread between runs)."""
     from wspace.audit import audit
 
     n = min(gen.batch_size, 16)
-    train = zoo.weights(_final_records(zoo, arch, "train")).to(torch.float32)
-    rep = audit(gen.map(lambda t: t[:n]), train, task=get_task(task), baselines=False, max_reference=64,
-                probe_size=128)
+    idx = _final_records(zoo, arch, "train")
+    train = zoo.weights(idx).to(torch.float32)
+    rep = audit(gen.map(lambda t: t[:n]), train, task=get_task(task), runs=[zoo.records[i]["run"] for i in idx],
+                baselines=False, max_reference=64, probe_size=128)
     counts = {v: rep.verdicts.count(v) for v in sorted(set(rep.verdicts))}
-    return {"task": task, "samples": len(rep.verdicts), "verdicts": counts}
+    return {"task": task, "samples": len(rep.verdicts), "verdicts": counts, "answer": rep.summary["answer"],
+            "rule": rep.thresholds.rule}
+
+
+def reaudit(stem: str, work: Path, zoo: Zoo, seed: int) -> dict:
+    """Audit again, with the current audit, the samples each results entry audited: the
+    pipelines saved under ``work`` redraw them (same seeds as the run: the first held-out
+    task, its support set, ridge readout) and ``audit`` of the results is replaced."""
+    from generators.pipeline import WeightGenerator
+
+    res = json.loads((RESULTS / f"{stem}.json").read_text())
+    for arch, r in res["architectures"].items():
+        task = r["heldout"]["tasks"][0]
+        pipe = WeightGenerator.from_pretrained(work / f"d2nwg-{arch}" / "pipeline")
+        n = r["heldout"]["samples_per_task"]
+        g = torch.Generator().manual_seed(seed * 1000)  # as _zero_shot draws task k = 0
+        one = pipe.condition(task, 1, generator=g)
+        support = one.expand(n, *one.shape[1:]).contiguous()
+        w = pipe.sample(support, n, generator=g, readout="none")
+        r["heldout"]["audit"] = _audit(fit_readout(w, support, float(pipe.config["condition"]["probe_ridge"])),
+                                       zoo, arch, task)
+        _log(f"{arch}: {r['heldout']['audit']['answer']}")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    return res
 
 
 def unconditional_inr(work: Path, mode: dict, seed: int, inr_zoo: str | None) -> dict:
@@ -372,10 +399,17 @@ def main(argv: list[str] | None = None) -> dict:
                                       "generation_quick with --quick)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="other generator settings, e.g. tokenizer.canonicalize=true (YAML values)")
+    ap.add_argument("--reaudit", action="store_true",
+                    help="audit again the samples of --results with the current audit, redrawn from the pipelines "
+                         "saved under --work (needs --zoo)")
     ap.add_argument("--merge", nargs="+", metavar="NAME",
                     help="merge these results (runs of disjoint --architectures, e.g. in parallel processes) "
                          "into --results instead of running")
     args = ap.parse_args(argv)
+    if args.reaudit:
+        if not args.zoo:
+            raise SystemExit("--reaudit needs --zoo (the digits-tasks-multi zoo the pipelines were trained on)")
+        return reaudit(args.results or "generation", Path(args.work), Zoo.open(args.zoo), args.seed)
     if args.merge:
         return merge(args.merge, args.results or "generation")
     mode = dict(MODES["quick" if args.quick else "full"])
