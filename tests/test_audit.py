@@ -300,6 +300,21 @@ def test_cli_writes_report(population, tmp_path, capsys):
     assert e.value.code == 1
     assert "different architectures" in capsys.readouterr().err
     assert Zoo.open(tmp_path / "gen").spec.same_space(zoo.spec)
+    # a training zoo of two architectures: an error naming them and architecture=; with it, the audit runs
+    with ZooWriter(tmp_path / "mixed", {"tasks": {}}) as w:
+        w.append(zoo, [{"id": f"m-{i}", "run": r, "task": TASK, "epoch": 0, "architecture": "mlp-16-16"}
+                       for i, r in enumerate(runs)])
+        w.append(other, [{"id": f"o-{i}", "run": 100 + i, "task": TASK, "epoch": 0, "architecture": "mlp-8"}
+                         for i in range(2)])
+    base = [f"generated={tmp_path / 'gen'}", f"zoo={tmp_path / 'mixed'}", f"out={tmp_path / 'mixed-audit'}",
+            "+n_baseline=4", "+max_reference=20", "+probe_size=64"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["audit", *base])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "2 architectures" in err and "'mlp-8'" in err and "architecture=" in err
+    assert cli.main(["audit", *base, "architecture=mlp-16-16"]) == 0
+    doc = json.loads((tmp_path / "mixed-audit" / "audit.json").read_text())
+    assert doc["info"]["n_training"] == len(zoo)
 
 
 def test_verdict_rule_every_branch():

@@ -32,8 +32,9 @@ highest probe agreement with a training model, ``acc`` = accuracy):
   agree on nearly every input too). By construction at least ``1 - novel_quantile`` of
   independent solutions pass both tests;
 * novel: otherwise; ``"novel, non-functional"`` when ``acc`` is below the functional
-  bar (halfway from chance to the training models' median accuracy): far from the zoo
-  but without its function, not a success.
+  bar (halfway from chance to the training models' median accuracy: their records'
+  ``test_acc`` when a zoo carries them, else theirs on the audit's task): far from the
+  zoo but without its function, not a success.
 """
 from __future__ import annotations
 

@@ -326,7 +326,11 @@ def audit(
     # ---- thresholds
     functional = None
     if probe is not None:
-        functional = functional_bar(A.train_beh.accuracy.double().numpy(), train.spec.out_features)
+        # the zoo's own accuracies when its records carry them (a multi-task zoo's models are
+        # not meant to solve this task), else theirs on this task
+        own = [(r.get("metrics") or {}).get("test_acc") for r in train_rec] if train_rec is not None else [None]
+        acc = np.asarray(own, dtype=float) if all(a is not None for a in own) else A.train_beh.accuracy.double().numpy()
+        functional = functional_bar(acc, train.spec.out_features)
     rules = dict(replica_factor=replica_factor, quantile=quantile, interpolation_ratio=interpolation_ratio,
                  novel_quantile=novel_quantile, functional=functional)
     if ref_m is not None:

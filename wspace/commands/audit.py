@@ -2,7 +2,8 @@
 
 Optional keys (``configs/audit/audit.yaml``; null keeps :func:`wspace.audit.audit`'s default):
 ``shortlist``, ``exact``, ``keep``, ``max_reference``, ``n_baseline``, ``probe_size``, ``probe_noise``,
-``symmetries``, ``novel_quantile``.
+``symmetries``, ``novel_quantile``; ``architecture`` picks one architecture of a training zoo
+that holds several.
 """
 from __future__ import annotations
 
@@ -28,12 +29,30 @@ def _open(path: Any, what: str) -> Zoo:
     return Zoo.open(str(path))
 
 
+def _one_architecture(train: Zoo, ref: Zoo | None, name: Any) -> tuple[Zoo, Zoo | None]:
+    """The training (and reference) zoo restricted to ``architecture=`` (a record's
+    ``architecture``, a spec id or a spec description); a zoo of several without it is an
+    error naming them and the option."""
+    if name is None:
+        if len(train.specs) > 1:
+            first = next(iter(train.architectures))
+            raise WeightSpaceError(f"the training zoo holds {len(train.specs)} architectures: "
+                                   f"{train.describe_architectures()}; audit against one with architecture=<name> "
+                                   f"(e.g. architecture={first})", file=train.path)
+        return train, ref
+    try:
+        return train.architecture(str(name)), (ref.architecture(str(name)) if ref is not None else None)
+    except WeightSpaceError as e:
+        raise WeightSpaceError(f"architecture={name}: {e.problem}", file=e.file) from e
+
+
 def main(cfg: Any) -> Any:
     """Run the audit described by ``cfg`` (keys generated, zoo, task, reference, out, seed)."""
     check_config("audit", cfg)
     interrupt.set_resume_hint("the audit keeps no partial results", resumable=False)
     gen, train = _open(cfg.generated, "generated"), _open(cfg.zoo, "zoo")
     ref = _open(cfg.reference, "reference") if cfg.get("reference") else None
+    train, ref = _one_architecture(train, ref, cfg.get("architecture"))
     task = get_task(str(cfg.task)) if cfg.get("task") else None
     kwargs = {k: t(cfg[k]) for k, t in _OPTIONAL.items() if cfg.get(k) is not None}
     report = audit(gen, train, task=task, reference=ref, seed=int(cfg.get("seed", 0) or 0),
