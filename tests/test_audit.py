@@ -363,3 +363,12 @@ def test_trivial_baselines_are_never_novel_while_closer_than_independent_solutio
     assert set(g["verdicts"]) <= {"near-copy", "novel, non-functional"}, g["verdicts"]
     small = r.baselines["noise@0.1"]["verdicts"]
     assert set(small) <= {"replica", "near-copy"}
+
+
+def test_answer_says_when_function_was_not_measured():
+    from wspace.audit.report import answer
+
+    v = ["replica", "novel", "novel, non-functional", "near-copy"]
+    assert answer(v).endswith("and 2 novel: 1 functional, 1 non-functional.")
+    assert answer(["novel"] * 3, function_measured=False).endswith(
+        "and 3 novel (their function was not measured: no task given).")

@@ -42,15 +42,17 @@ def _fractions(verdicts: list[str]) -> dict[str, float]:
     return {k: sum(v == k for v in verdicts) / n for k in LABELS}
 
 
-def answer(verdicts: list[str]) -> str:
-    """The audit's answer in one sentence: counts per verdict."""
+def answer(verdicts: list[str], function_measured: bool = True) -> str:
+    """The audit's answer in one sentence: counts per verdict (``function_measured``: the
+    audit had a task, so novel models were checked for function)."""
     n = len(verdicts)
     c = {k: sum(v == k for v in verdicts) for k in LABELS}
     novel = c["novel"] + c["novel, non-functional"]
+    tail = (f": {c['novel']} functional, {c['novel, non-functional']} non-functional." if function_measured
+            else " (their function was not measured: no task given).")
     return (f"Of {n} generated networks, {c['replica']} are replicas of training checkpoints, {c['interpolation']} "
             f"interpolations of them, {c['near-copy']} near-copies (closer to a training model than independent "
-            f"solutions are), and {novel} novel: {c['novel']} functional, {c['novel, non-functional']} "
-            "non-functional.")
+            f"solutions are), and {novel} novel{tail}")
 
 
 def _med(a: Any) -> float | None:
@@ -123,7 +125,8 @@ class AuditReport:
             rows.append(self._row("train-to-train", self.train_reference, None))
         if self.cross_run is not None:
             rows.append(self._row("train-to-other-runs", self.cross_run, None))
-        out = {"answer": answer(self.verdicts), "fractions": _fractions(self.verdicts), "calibrated": self.thresholds.calibrated,
+        out = {"answer": answer(self.verdicts, self.thresholds.functional is not None),
+               "fractions": _fractions(self.verdicts), "calibrated": self.thresholds.calibrated,
                "threshold_source": self.thresholds.source, "replica_threshold": self.thresholds.replica,
                "certified": float(np.mean(self.metrics["certified"])) if len(self) else None, "groups": rows}
         fr = self.frontier.get("aligned_distance")
@@ -143,7 +146,7 @@ class AuditReport:
         for r in rows:
             cells.append(["-" if r.get(c) is None else f.format(r[c]) for c, f in cols])
         widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-        lines = [answer(self.verdicts)]
+        lines = [answer(self.verdicts, self.thresholds.functional is not None)]
         lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
                   for row in cells]
         th = self.thresholds
