@@ -378,7 +378,8 @@ def audit(
                      "noise_scales": list(scales), "average_k": average_k, "seed": seed,
                      "fallback_noise_scale": fallback_noise_scale, "novel_quantile": novel_quantile,
                      "symmetries": symmetries},
-        "alignments_solved": A.index.pairs_solved + (A.index_scaled.pairs_solved if A.index_scaled else 0), "alignments_exhaustive": len(train) * (len(gen) + S * 2),
+        "alignments_solved": A.index.pairs_solved + (A.index_scaled.pairs_solved if A.index_scaled else 0),
+        "alignments_exhaustive": len(train) * (len(gen) + S * 2),
         "timings": {**A.timings, "total": time.perf_counter() - t_start},
         "generated_ids": [r.get("id") for r in gen_rec] if gen_rec is not None else None,
     }

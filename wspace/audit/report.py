@@ -137,7 +137,8 @@ class AuditReport:
     def table(self) -> str:
         """The summary as a fixed-width text table, then the thresholds and the frontier."""
         cols = [("group", "{}"), ("n", "{:d}"), ("replica", "{:.2f}"), ("interpolation", "{:.2f}"),
-                ("near-copy", "{:.2f}"), ("novel", "{:.2f}"), ("novel, non-functional", "{:.2f}"), ("aligned_distance", "{:.4g}"), ("raw_distance", "{:.4g}"),
+                ("near-copy", "{:.2f}"), ("novel", "{:.2f}"), ("novel, non-functional", "{:.2f}"),
+                ("aligned_distance", "{:.4g}"), ("raw_distance", "{:.4g}"),
                 ("accuracy", "{:.4f}"), ("max_error_iou", "{:.3f}"), ("max_agreement", "{:.3f}"),
                 ("min_divergence", "{:.4f}")]
         rows = self.summary.get("groups") or self.make_summary()["groups"]
