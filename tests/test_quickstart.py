@@ -22,6 +22,7 @@ def test_quickstart_writes_zoo_generator_samples_audit_and_summary(tmp_path, cap
     assert "D2NWG + ridge readout" in out and "random + ridge readout" in out
     assert all(0.0 <= v <= 1.0 for v in [*acc["generated"].values(), *acc["random_init"].values()])
     assert abs(sum(s["audit"]["fractions"].values()) - 1.0) < 1e-9
+    assert s["audit"]["answer"].startswith("Of ") and s["audit"]["answer"] in out
     samples = Zoo.open(tmp_path / "qs" / "samples")
     assert len(samples) == 4 * 2 and samples.spec == Zoo.open(tmp_path / "qs" / "zoo").spec
     assert (tmp_path / "qs" / "audit" / "report.html").is_file()

@@ -127,7 +127,7 @@ def run_quickstart(out: str | Path = "wspace-quickstart", *, seed: int = 0, devi
             **{k: {s: float(a.mean()) for s, a in curve.items()} for k, curve in curves.items()},
             "zoo_trained": float(trained_acc.mean()),
         },
-        "audit": {"fractions": verdicts, "report": str(paths["html"])},
+        "audit": {"fractions": verdicts, "answer": report.summary["answer"], "report": str(paths["html"])},
         "seconds": {k: round(v, 1) for k, v in times.items()},
     }
     with open(out / "summary.json", "w") as f:
@@ -157,7 +157,7 @@ def _table(s: dict, steps: list[int]) -> str:
         lines.append("(ridge readout: the output layer refit on the task's support shots, as sampling does by "
                      "default; readout=none keeps the generated one)")
     f = s["audit"]["fractions"]
-    lines += ["", "audit of the samples: " + ", ".join(f"{k} {v:.0%}" for k, v in f.items()),
+    lines += ["", "audit of the samples: " + s["audit"].get("answer", ", ".join(f"{k} {v:.0%}" for k, v in f.items())),
               f"report: {s['audit']['report']}",
               "time: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds"].items())
               + f" (total {sum(s['seconds'].values()):.0f} s)"]
