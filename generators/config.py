@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from wspace.config import config_dir, packaged_config, to_plain
 from wspace.errors import WeightSpaceError
 
-__all__ = ["generator_defaults", "generator_config_file", "merge_settings", "user_settings", "RESERVED_KEYS"]
+__all__ = ["generator_defaults", "generator_config_file", "generator_own_settings", "merge_settings", "user_settings",
+           "RESERVED_KEYS"]
 
 # keys of a generator's config node that choose / label it rather than configure it
 RESERVED_KEYS = ("_target_", "name")
@@ -30,17 +31,35 @@ def generator_config_file(name: str) -> str:
     return f"{where}/{rel}" if where.startswith("pkg://") else str(Path(where) / rel)
 
 
-@functools.lru_cache(maxsize=None)
-def _load_defaults(name: str) -> dict:
+def generator_own_settings(name: str) -> dict[str, Any]:
+    """What generator ``name``'s YAML itself sets (its ``generator`` node without the reserved
+    keys), before the generator it builds on (see :func:`generator_defaults`)."""
     gen = packaged_config(f"train/generator/{name}.yaml").get("generator")
     if not isinstance(gen, dict):
         raise WeightSpaceError("has no `generator:` node", file=generator_config_file(name))
     return {k: v for k, v in gen.items() if k not in RESERVED_KEYS}
 
 
+def _base_generator(name: str) -> str | None:
+    """The sibling generator config that ``name``'s defaults list builds on (e.g. p-diff on
+    D2NWG: ``defaults: [d2nwg, _self_]``), or None."""
+    for entry in packaged_config(f"train/generator/{name}.yaml").get("defaults") or []:
+        if isinstance(entry, str) and entry != "_self_":
+            return entry
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _load_defaults(name: str) -> dict:
+    own = generator_own_settings(name)
+    base = _base_generator(name)
+    return merge_settings(_load_defaults(base), own, name) if base else own
+
+
 def generator_defaults(name: str) -> dict[str, Any]:
     """The default settings of generator ``name``: the ``generator`` node of
-    ``configs/train/generator/<name>.yaml`` without ``_target_`` / ``name`` (a fresh copy)."""
+    ``configs/train/generator/<name>.yaml`` without ``_target_`` / ``name``, over the defaults
+    of the generator its defaults list builds on, if any (a fresh copy)."""
     return copy.deepcopy(_load_defaults(name))
 
 

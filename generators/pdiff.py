@@ -11,7 +11,9 @@ Here the recipe runs on D2NWG's parts (:class:`~generators.d2nwg.D2NWG`): the sa
 tokenizer (flat per-layer chunks instead of neuron tokens), the token VAE with p-diff's two
 noises and no behaviour loss, and the transformer denoiser without condition; p-diff's own
 networks are 1D convolutions, so this is p-diff's *training recipe*, not its architecture.
-Python API only (``wspace train`` has no ``generator=pdiff``)::
+Its settings are ``configs/train/generator/pdiff.yaml`` (D2NWG's, with p-diff's changes)::
+
+    wspace train generator=pdiff zoo=zoos/one-run-trajectory out=runs/pdiff
 
     from generators.pdiff import PDiff
     pipe = PDiff.train("zoos/one-run-trajectory", "runs/pdiff")
@@ -22,18 +24,13 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from .config import merge_settings, user_settings
-from .d2nwg import D2NWG, resolve_config
+from .config import generator_defaults, generator_own_settings, merge_settings, user_settings
+from .d2nwg import D2NWG
 
 __all__ = ["PDiff", "PDIFF_SETTINGS"]
 
-# p-diff's recipe as settings of D2NWG (every other setting keeps D2NWG's default)
-PDIFF_SETTINGS: dict[str, Any] = {
-    "condition": {"mode": "none"},                                     # unconditional
-    "tokenizer": {"neuron_centric": False, "per_neuron": False},        # flat per-layer parameter chunks
-    "vae": {"input_noise": 1.0e-3, "latent_noise": 0.1, "behaviour_weight": 0.0},
-    "sampling": {"readout": "none"},
-}
+# p-diff's recipe: what configs/train/generator/pdiff.yaml changes in D2NWG's settings (read from there)
+PDIFF_SETTINGS: dict[str, Any] = generator_own_settings("pdiff")
 
 
 class PDiff(D2NWG):
@@ -48,6 +45,6 @@ class PDiff(D2NWG):
               **overrides: Any) -> "PDiff":
         """Train on ``zoo`` (the checkpoints of one run's last epochs, as p-diff does) into
         ``out``: :meth:`D2NWG.train` with :data:`PDIFF_SETTINGS` under ``config`` / ``overrides``."""
-        cfg = merge_settings(resolve_config(PDIFF_SETTINGS), user_settings(config), "p-diff")
+        cfg = merge_settings(generator_defaults("pdiff"), user_settings(config), "p-diff")
         return super().train(zoo, out, cfg, seed=seed, device=device, trainer=trainer, progress=progress,
                              **overrides)

@@ -315,8 +315,8 @@ class D2NWG(WeightGenerator):
 
     def __repr__(self) -> str:
         what = f"{self.num_classes} classes" if self.conditional else "unconditional"
-        return (f"D2NWG({self.spec.describe()}, {self.tokenizer.num_tokens} tokens x {self.vae.config['latent_dim']} "
-                f"latent, {what})")
+        return (f"{type(self).__name__}({self.spec.describe()}, {self.tokenizer.num_tokens} tokens x "
+                f"{self.vae.config['latent_dim']} latent, {what})")
 
 
 def train_d2nwg(zoo: Any, out: str | os.PathLike, *, seed: int = 0, device: str = "cpu",

@@ -96,6 +96,7 @@ def main(cfg: Any) -> "WeightGenerator":
         except WeightSpaceError as e:
             print(f"wspace train: note: no curves.png ({e})")
     shown = "" if curves is None else f", curves in {curves}"
+    task = " task=<name>" if getattr(pipe, "conditional", True) else ""  # unconditional pipelines take none
     print(f"trained {pipe!r}; pipeline saved to {out}/{PIPELINE_DIR}{shown} "
-          f"(sample with: wspace sample checkpoint={out} task=<name> out=<dir>)")
+          f"(sample with: wspace sample checkpoint={out}{task} out=<dir>)")
     return pipe
