@@ -76,7 +76,7 @@ def main() -> None:
     print(f"trajectory of {len(traj)} checkpoints + {len(ref)} reference models in {t_zoo:.1f} s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        zoo_dir = work / "trajectory"
+        zoo_dir = work / f"trajectory-{n_ckpt}"  # the same trajectory for the same length (seeded)
         if not zoo_dir.exists():
             with ZooWriter(zoo_dir, {"tasks": {}}) as w:
                 w.append(traj, [{"id": f"ckpt-{i}", "run": 0, "epoch": 7 + i, "task": TASK}
