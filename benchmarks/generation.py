@@ -139,6 +139,15 @@ def evaluate_architecture(zoo: Zoo, arch: str, work: Path, mode: dict, seed: int
     return res
 
 
+def _draw(pipe, task: str, n: int, seed: int, k: int) -> tuple[torch.Tensor, WeightSpace]:
+    """(support set, ``n`` samples as drawn) for the ``k``-th evaluated task: one support set
+    per task, shared by its samples, from the task's own seed (``--reaudit`` redraws them)."""
+    g = torch.Generator().manual_seed(seed * 1000 + k)
+    one = pipe.condition(task, 1, generator=g)
+    support = one.expand(n, *one.shape[1:]).contiguous()
+    return support, pipe.sample(support, n, generator=g, readout="none")  # the generator's own output layer
+
+
 def _zero_shot(pipe, zoo: Zoo, arch: str, tasks: list[str], train_tasks: list[str], mode: dict, seed: int,
                finetune: bool, split: str = "heldout") -> dict:
     n = mode["n"]
@@ -154,11 +163,8 @@ def _zero_shot(pipe, zoo: Zoo, arch: str, tasks: list[str], train_tasks: list[st
         return float(E.accuracy(w.map(lambda t: t[sel:sel + 1]), task)[0])
 
     for k, task in enumerate(tasks):
-        g = torch.Generator().manual_seed(seed * 1000 + k)
-        one = pipe.condition(task, 1, generator=g)  # one support set per task, shared by its n samples
-        support = one.expand(n, *one.shape[1:]).contiguous()
         t0 = time.time()
-        w = pipe.sample(support, n, generator=g, readout="none")  # the generator's own output layer
+        support, w = _draw(pipe, task, n, seed, k)
         sample_s += time.time() - t0
         gens.append(w)
         ridge_gen.append(fit_readout(w, support, ridge))  # = readout=ridge
@@ -258,10 +264,7 @@ def reaudit(stem: str, work: Path, zoo: Zoo, seed: int) -> dict:
         task = r["heldout"]["tasks"][0]
         pipe = WeightGenerator.from_pretrained(work / f"d2nwg-{arch}" / "pipeline")
         n = r["heldout"]["samples_per_task"]
-        g = torch.Generator().manual_seed(seed * 1000)  # as _zero_shot draws task k = 0
-        one = pipe.condition(task, 1, generator=g)
-        support = one.expand(n, *one.shape[1:]).contiguous()
-        w = pipe.sample(support, n, generator=g, readout="none")
+        support, w = _draw(pipe, task, n, seed, 0)
         r["heldout"]["audit"] = _audit(fit_readout(w, support, float(pipe.config["condition"]["probe_ridge"])),
                                        zoo, arch, task)
         _log(f"{arch}: {r['heldout']['audit']['answer']}")
