@@ -14,7 +14,8 @@ from fresh seeds (novel) and training checkpoints with noise of 0.2, 0.4 or 0.8 
 copies: they must never read as novel while nearer to the zoo than independent solutions).
 
 Figures: the audit's wall time by phase; the aligned search of the generated set with
-the pre-filter (canonical-frame shortlist of ``k`` + invariant lower bound) against the
+the pre-filter (canonical-frame shortlist of ``k`` + invariant lower bound; its time
+includes putting every key in the canonical frame, which the first search does) against the
 exhaustive search (weight matching of every generated x training pair), whose time is
 *extrapolated* from the measured per-pair time on a subset of queries (all training
 keys), and on that subset how often the shortlist finds the exhaustive nearest

@@ -21,6 +21,7 @@ from wspace.audit.baselines import (aligned_average, average_baseline, gaussian_
 from wspace import GlobalAvgPool, WeightSpace, WeightSpaceError, spec_from_module
 from wspace.align import align
 from wspace.audit import AlignedIndex, audit, exhaustive_nearest_aligned
+from wspace.audit.search import Exclusion
 from wspace.audit.behaviour import Behaviour, max_agreement, max_error_iou, min_divergence
 from wspace.audit.geometry import gram, hull_distance, segment_distance
 from wspace.audit.invariants import lower_bound
@@ -149,7 +150,7 @@ def test_search_on_cnns_and_exclusion():
     assert torch.all(res.distance[:3] < 1e-5) and res.index[:3].tolist() == [0, 1, 2]
     # excluding each copy's source: the nearest is then another network, farther away
     src = torch.tensor([0, 1, 2, -1, -1, -1])
-    excl = lambda pos: torch.arange(len(keys)).unsqueeze(0) == src[pos].unsqueeze(1)  # noqa: E731
+    excl = Exclusion(src)
     res2 = index.query(queries, k=3, exact=True, exclude=excl)
     assert torch.all(res2.distance[:3] > 0.1) and all(int(res2.index[i]) != i for i in range(3))
     assert (lower_bound(queries, keys).min(1).values <= res.distance + 1e-9).all()

@@ -1,6 +1,7 @@
 """Memorization audit of generated networks: novelty, behaviour similarity, verdicts, report.
 
-One module per job: :mod:`.distances` (chunked raw L2), :mod:`.invariants`
+One module per job: :mod:`.population` (the training set, streamed in chunks),
+:mod:`.running` (best-so-far reductions over chunks), :mod:`.distances` (chunked raw L2), :mod:`.invariants`
 (permutation-invariant lower bounds), :mod:`.search` (aligned nearest neighbours with a
 pre-filter), :mod:`.geometry` (segment / hull distances), :mod:`.behaviour` (accuracy,
 error IoU, probe agreement and divergence), :mod:`.calibrate` (thresholds and
@@ -19,6 +20,8 @@ Example::
 from .calibrate import Thresholds
 from .core import audit
 from .report import AuditReport
-from .search import AlignedIndex, NearestAligned, exhaustive_nearest_aligned
+from .population import Population
+from .search import AlignedIndex, Exclusion, NearestAligned, exhaustive_nearest_aligned
 
-__all__ = ["audit", "AuditReport", "Thresholds", "AlignedIndex", "NearestAligned", "exhaustive_nearest_aligned"]
+__all__ = ["audit", "AuditReport", "Thresholds", "AlignedIndex", "Exclusion", "NearestAligned", "Population",
+           "exhaustive_nearest_aligned"]

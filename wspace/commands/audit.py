@@ -2,7 +2,8 @@
 
 Optional keys (``configs/audit/audit.yaml``; null keeps :func:`wspace.audit.audit`'s default):
 ``shortlist``, ``exact``, ``keep``, ``max_reference``, ``n_baseline``, ``probe_size``, ``probe_noise``,
-``symmetries``, ``novel_quantile``; ``architecture`` picks one architecture of a training zoo
+``symmetries``, ``novel_quantile``, ``chunk_rows`` (training networks in memory at a time: the zoo
+is streamed); ``architecture`` picks one architecture of a training zoo
 that holds several.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .checks import check_config
 __all__ = ["main"]
 
 _OPTIONAL = {"shortlist": int, "exact": bool, "max_reference": int, "n_baseline": int, "probe_size": int,
-             "probe_noise": float, "keep": int, "symmetries": str, "novel_quantile": float}
+             "probe_noise": float, "keep": int, "symmetries": str, "novel_quantile": float, "chunk_rows": int}
 
 
 def _open(path: Any, what: str) -> Zoo:
