@@ -1,0 +1,102 @@
+"""IGPG's first stage: chunk descriptors and the VQ autoencoder of weight chunks."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from generators.autoencoders import masked_mse
+from generators.igpg import DESCRIPTOR_FIELDS, ChunkVQVAE, chunk_descriptors, codebook_usage
+from generators.tokenizer import WeightTokenizer
+from wspace import GlobalAvgPool, WeightSpaceError, spec_from_module
+from wspace.families import family_spec, init_weight_space
+
+CHUNK = 16
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _cnn_spec():
+    return spec_from_module(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
+                                          nn.ReLU(), GlobalAvgPool(), nn.Linear(16, 5)))
+
+
+def _tok(spec, n=32, seed=0):
+    ws = init_weight_space(spec, n, generator=_gen(seed))
+    tk = WeightTokenizer(spec, chunk_size=CHUNK, per_neuron=False).fit(ws)
+    return tk, tk.tokenize(ws), ws
+
+
+def test_descriptors_say_where_every_chunk_sits():
+    mlp = family_spec("mlp", in_features=64, hidden=[32, 32, 32], num_classes=5)
+    tk, _, _ = _tok(mlp)
+    d = chunk_descriptors(tk)
+    assert d.shape == (tk.num_tokens, len(DESCRIPTOR_FIELDS))
+    f = {name: d[:, i] for i, name in enumerate(DESCRIPTOR_FIELDS)}
+    lay = tk.layout
+    assert torch.equal(f["depth"], lay.layer_index.long()) and torch.equal(f["chunk"], lay.chunk_index.long())
+    first = f["depth"] == 0
+    assert (f["in_features"][first] == 64).all() and (f["out_features"][first] == 32).all()
+    assert torch.equal(f["from_end"] == 0, lay.is_output)  # the output layer, whatever the depth
+    assert (f["chunk"] < f["chunks"]).all() and (f["kind"] == 0).all() and (f["kernel"] == 1).all()
+    # 64 * 32 weights + 32 biases in chunks of 16
+    assert int(f["chunks"][first][0]) == -(-(64 * 32 + 32) // CHUNK)
+    cnn, _, _ = _tok(_cnn_spec())
+    dc = chunk_descriptors(cnn)
+    conv = dc[:, 0] == 1
+    assert conv.any() and (dc[conv, 3] == 9).all() and (dc[~conv, 3] == 1).all()
+
+
+def test_one_model_codes_two_architectures_and_indices_decode_like_vectors():
+    model = ChunkVQVAE(CHUNK, codebook_size=64, code_dim=8, d_model=32, depth=1)
+    for spec in (family_spec("mlp", in_features=64, hidden=[32, 32, 32], num_classes=5), _cnn_spec()):
+        tk, tokens, _ = _tok(spec, n=8)
+        desc = chunk_descriptors(tk)
+        recon, idx, commit = model(tokens, desc)
+        assert recon.shape == tokens.shape and idx.shape == tokens.shape[:2] and commit.dim() == 0
+        model.eval()
+        q, idx, _ = model.encode(tokens, desc)
+        assert torch.allclose(model.decode(idx, desc), model.decode(q, desc), atol=1e-6)
+        model.train()
+    with pytest.raises(WeightSpaceError, match="code indices"):
+        model.decode(torch.full((1, 3), 64), desc[:3])
+
+
+def test_descriptors_outside_the_vocabulary_are_a_clear_error():
+    model = ChunkVQVAE(CHUNK, codebook_size=16, code_dim=4, d_model=16, depth=1, max_size=32)
+    tk, tokens, _ = _tok(family_spec("mlp", in_features=64, hidden=[8], num_classes=5), n=2)
+    with pytest.raises(WeightSpaceError, match="in_features=64 is outside.*max_size"):
+        model(tokens, chunk_descriptors(tk))
+
+
+def test_training_reconstructs_and_uses_the_codebook():
+    """A zoo with structure (noisy copies of 8 networks, as checkpoints of a few runs are):
+    the codebook learns it; i.i.d. noise weights could not be compressed this way."""
+    torch.manual_seed(0)
+    spec = family_spec("mlp", in_features=16, hidden=[8], num_classes=3)
+    protos = init_weight_space(spec, 8, generator=_gen(1))
+    ws = protos.map(lambda t: t.repeat(8, *[1] * (t.dim() - 1)))
+    ws = ws.map(lambda t: t + 0.02 * torch.randn(t.shape, generator=_gen(2)))
+    tk = WeightTokenizer(spec, chunk_size=CHUNK, per_neuron=False).fit(ws)
+    tokens = tk.tokenize(ws)
+    desc, mask = chunk_descriptors(tk), tk.mask
+    model = ChunkVQVAE(CHUNK, codebook_size=128, code_dim=8, d_model=64, depth=2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = None
+    for step in range(300):
+        recon, idx, commit = model(tokens, desc)
+        loss = masked_mse(recon, tokens, mask)
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        (loss + commit).backward()
+        opt.step()
+    model.eval()
+    recon, idx, _ = model(tokens, desc)
+    final = float(masked_mse(recon.detach(), tokens, mask))
+    stats = codebook_usage(idx, 128)
+    assert final < 0.1 * first, (first, final, stats)
+    net = tk.detokenize(recon.detach())  # back to networks: close to the zoo's
+    assert float((net.flatten() - ws.flatten()).pow(2).mean()) < 0.1 * float(ws.flatten().var())
+    assert stats["usage"] > 0.25 and stats["perplexity"] > 16, stats
