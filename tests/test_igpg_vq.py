@@ -50,18 +50,18 @@ def test_descriptors_say_where_every_chunk_sits():
 
 
 def test_one_model_codes_two_architectures_and_indices_decode_like_vectors():
-    model = ChunkVQVAE(CHUNK, codebook_size=64, code_dim=8, d_model=32, depth=1)
+    model = ChunkVQVAE(CHUNK, codebook_size=64, code_dim=8, d_model=32, depth=1, num_quantizers=2)
     for spec in (family_spec("mlp", in_features=64, hidden=[32, 32, 32], num_classes=5), _cnn_spec()):
         tk, tokens, _ = _tok(spec, n=8)
         desc = chunk_descriptors(tk)
         recon, idx, commit = model(tokens, desc)
-        assert recon.shape == tokens.shape and idx.shape == tokens.shape[:2] and commit.dim() == 0
+        assert recon.shape == tokens.shape and idx.shape == (*tokens.shape[:2], 2) and commit.dim() == 0
         model.eval()
         q, idx, _ = model.encode(tokens, desc)
         assert torch.allclose(model.decode(idx, desc), model.decode(q, desc), atol=1e-6)
         model.train()
     with pytest.raises(WeightSpaceError, match="code indices"):
-        model.decode(torch.full((1, 3), 64), desc[:3])
+        model.decode(torch.full((1, 3, 2), 64), desc[:3])
 
 
 def test_descriptors_outside_the_vocabulary_are_a_clear_error():

@@ -3,8 +3,10 @@
 Each token (a chunk of ``chunk_size`` standardized weights, :class:`~generators.tokenizer.
 WeightTokenizer` with ``per_neuron=False``) is encoded on its own, together with an
 embedding of its descriptor (:mod:`.descriptors`), into one vector; the vector is
-replaced by its nearest code of a shared codebook and decoded back, again with the
-descriptor. The codebook is ``vector_quantize_pytorch.VectorQuantize``: EMA updates of
+replaced by its nearest code of a shared codebook (with ``num_quantizers > 1``, residual
+quantization: the remainder is coded again by the next codebook, ``Q`` codes per chunk)
+and decoded back, again with the descriptor. The codebooks are
+``vector_quantize_pytorch.ResidualVQ``: EMA updates of
 the codes (no gradient to the codebook), k-means initialization on the first batch, and
 dead-code restarts (a code whose EMA usage falls below ``dead_code_ratio`` of the mean
 usage is replaced by a random encoder output of the batch), with a commitment loss on the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from vector_quantize_pytorch import VectorQuantize
+from vector_quantize_pytorch import ResidualVQ
 
 from wspace.errors import WeightSpaceError
 
@@ -56,25 +58,26 @@ class ChunkVQVAE(nn.Module):
         max_size: largest layer width / fan-in / kernel volume the descriptors may name.
         max_depth: most parametric layers a network may have.
         max_chunks: most chunks a layer may have.
+        num_quantizers: codes per chunk (residual quantization; 1: plain VQ).
         commitment_weight, decay, dead_code_ratio: the quantizer's (commitment loss
             weight, EMA decay of the codes, restart threshold relative to the mean usage).
     """
 
     def __init__(self, chunk_size: int, codebook_size: int = 512, code_dim: int = 32, d_model: int = 256,
-                 depth: int = 2, max_size: int = 1024, max_depth: int = 32, max_chunks: int = 4096,
+                 depth: int = 2, num_quantizers: int = 1, max_size: int = 1024, max_depth: int = 32, max_chunks: int = 4096,
                  commitment_weight: float = 0.25, decay: float = 0.99, dead_code_ratio: float = 0.1):
         super().__init__()
         self.config = dict(chunk_size=chunk_size, codebook_size=codebook_size, code_dim=code_dim, d_model=d_model,
-                           depth=depth, max_size=max_size, max_depth=max_depth, max_chunks=max_chunks,
+                           depth=depth, num_quantizers=num_quantizers, max_size=max_size, max_depth=max_depth, max_chunks=max_chunks,
                            commitment_weight=commitment_weight, decay=decay, dead_code_ratio=dead_code_ratio)
         self.limits = torch.tensor([1, max_size, max_size, max_size, max_depth - 1, max_depth - 1, max_chunks - 1,
                                     max_chunks])
         self.desc = nn.ModuleList([nn.Embedding(int(v) + 1, d_model) for v in self.limits.tolist()])
         self.encoder = _mlp(chunk_size + d_model, d_model, code_dim, depth)
         self.decoder = _mlp(code_dim + d_model, d_model, chunk_size, depth)
-        self.quantizer = VectorQuantize(dim=code_dim, codebook_size=codebook_size, decay=decay,
-                                        commitment_weight=commitment_weight, kmeans_init=True, kmeans_iters=10,
-                                        dead_code_threshold_ratio=dead_code_ratio)
+        self.quantizer = ResidualVQ(dim=code_dim, num_quantizers=int(num_quantizers), codebook_size=codebook_size,
+                                    decay=decay, commitment_weight=commitment_weight, kmeans_init=True, kmeans_iters=10,
+                                    dead_code_threshold_ratio=dead_code_ratio)
 
     @property
     def codebook_size(self) -> int:
@@ -95,7 +98,7 @@ class ChunkVQVAE(nn.Module):
 
     def encode(self, tokens: torch.Tensor, descriptors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                                                   torch.Tensor]:
-        """``(quantized [B, T, code_dim], code indices [B, T], commitment loss)`` of ``tokens``."""
+        """``(quantized [B, T, code_dim], code indices [B, T, Q], commitment loss)`` of ``tokens``."""
         B, T, _ = tokens.shape
         e = self.describe(descriptors).unsqueeze(0).expand(B, -1, -1)
         h = self.encoder(torch.cat([tokens, e], -1))
@@ -103,11 +106,15 @@ class ChunkVQVAE(nn.Module):
         return q, idx, commit.sum()
 
     def decode(self, codes: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
-        """Chunks ``[B, T, chunk_size]`` from quantized vectors ``[B, T, code_dim]`` or code indices ``[B, T]``."""
-        if codes.dim() == 2:
+        """Chunks ``[B, T, chunk_size]`` from quantized vectors ``[B, T, code_dim]`` (floating
+        point) or code indices ``[B, T, Q]`` (integers)."""
+        if not codes.is_floating_point():
+            Q = int(self.config["num_quantizers"])
+            if codes.dim() != 3 or codes.shape[-1] != Q:
+                raise WeightSpaceError(f"code indices must be [B, T, {Q}], got {list(codes.shape)}")
             if int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size:
                 raise WeightSpaceError(f"code indices must lie in 0..{self.codebook_size - 1}")
-            codes = self.quantizer.get_codes_from_indices(codes)
+            codes = self.quantizer.get_output_from_indices(codes.long())
         B = codes.shape[0]
         e = self.describe(descriptors).unsqueeze(0).expand(B, -1, -1)
         return self.decoder(torch.cat([codes, e], -1))
