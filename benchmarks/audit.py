@@ -78,21 +78,30 @@ def synthesize(n_train: int, n_gen: int, seed: int = 0) -> tuple[WeightSpace, li
         runs += base_runs
     zoo = WeightSpace.cat(parts)[:n_train]
     runs = runs[:n_train]
+    gen, planted = plant(zoo, ckpts, runs_n, n_gen, g)
+    return zoo, runs, gen, planted
+
+
+def plant(pool: WeightSpace, ckpts: WeightSpace, runs_n: int, n_gen: int, g: torch.Generator
+          ) -> tuple[WeightSpace, list[str]]:
+    """The planted "generated" set and its labels: permuted jittered copies of ``pool``
+    networks, aligned midpoints of checkpoints of two runs (``ckpts``: run = position %
+    ``runs_n``), networks trained from fresh seeds, ``pool`` networks plus noise."""
     q = n_gen // 4
-    i = torch.randint(n_train, (q,), generator=g)
-    replicas = jitter(permute(zoo.map(lambda t: t[i]), random_permutation(zoo.spec, q, g)), 0.01, g)
+    i = torch.randint(len(pool), (q,), generator=g)
+    replicas = jitter(permute(pool.map(lambda t: t[i]), random_permutation(pool.spec, q, g)), 0.01, g)
     a = torch.randint(len(ckpts), (q,), generator=g)
     b = (a + 1 + torch.randint(runs_n - 1, (q,), generator=g)) % runs_n + (a // runs_n) * runs_n  # another run
     xa, xb = ckpts.map(lambda t: t[a]), ckpts.map(lambda t: t[b])
     mids = (xa + align(xb, xa)) * 0.5
     novel = train(n_gen - 3 * q, seed=2, save=(6,))[0]
     sizes = [q // 3, q // 3, q - 2 * (q // 3)]
-    noisy = [jitter(zoo.map(lambda t: t[torch.randint(n_train, (k,), generator=g)]), sc, g)
+    noisy = [jitter(pool.map(lambda t: t[torch.randint(len(pool), (k,), generator=g)]), sc, g)
              for k, sc in zip(sizes, (0.2, 0.4, 0.8))]
     gen = WeightSpace.cat([replicas, mids, novel, *noisy])
     planted = (["replica"] * q + ["interpolation"] * q + ["novel"] * (n_gen - 3 * q)
                + [f"noisy copy ({sc})" for k, sc in zip(sizes, (0.2, 0.4, 0.8)) for _ in range(k)])
-    return zoo, runs, gen, planted
+    return gen, planted
 
 
 def bench(n_train: int, n_gen: int, k: int, n_exhaustive: int, max_reference: int) -> dict:

@@ -39,10 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from audit import jitter, train  # noqa: E402  (benchmarks/audit.py: the same zoo recipe)
+from audit import jitter, plant, train  # noqa: E402  (benchmarks/audit.py: the same zoo recipe)
 from datasets_zoo import Zoo, ZooWriter  # noqa: E402
 from wspace import WeightSpace  # noqa: E402
-from wspace.align import align  # noqa: E402
 from wspace.audit import AlignedIndex, exhaustive_nearest_aligned  # noqa: E402
 from wspace.audit.calibrate import LABELS  # noqa: E402
 from wspace.symmetry import canonical_frame, permute, random_permutation  # noqa: E402
@@ -77,21 +76,7 @@ def write_zoo(path: Path, n_train: int, n_gen: int, seed: int = 0) -> dict:
             w.append(ws, [{"id": f"c{int(r)}", "run": f"r{int(b) % runs_n}", "epoch": 4 + int(b) // runs_n}
                           for r, b in zip(rows, base)])
     # the generated set: the planted kinds of benchmarks/audit.py
-    g = torch.Generator().manual_seed(seed)
-    q = n_gen // 4
-    i = torch.randint(n_base, (q,), generator=g)
-    replicas = jitter(permute(ckpts.map(lambda t: t[i]), random_permutation(ckpts.spec, q, g)), 0.01, g)
-    a = torch.randint(n_base, (q,), generator=g)
-    b = (a + 1 + torch.randint(runs_n - 1, (q,), generator=g)) % runs_n + (a // runs_n) * runs_n  # another run
-    xa, xb = ckpts.map(lambda t: t[a]), ckpts.map(lambda t: t[b])
-    mids = (xa + align(xb, xa)) * 0.5
-    novel = train(n_gen - 3 * q, seed=2, save=(6,))[0]
-    sizes = [q // 3, q // 3, q - 2 * (q // 3)]
-    noisy = [jitter(ckpts.map(lambda t: t[torch.randint(n_base, (k,), generator=g)]), sc, g)
-             for k, sc in zip(sizes, (0.2, 0.4, 0.8))]
-    gen = WeightSpace.cat([replicas, mids, novel, *noisy])
-    planted = (["replica"] * q + ["interpolation"] * q + ["novel"] * (n_gen - 3 * q)
-               + [f"noisy copy ({sc})" for k, sc in zip(sizes, (0.2, 0.4, 0.8)) for _ in range(k)])
+    gen, planted = plant(ckpts, ckpts, runs_n, n_gen, torch.Generator().manual_seed(seed))
     with ZooWriter(path / "generated", meta={"name": "audit-scale-generated"}) as w:
         w.append(gen, [{"id": f"g{j}", "planted": p} for j, p in enumerate(planted)])
     info = {"n_train": n_train, "n_gen": n_gen, "runs": runs_n, "base_checkpoints": n_base,
