@@ -220,13 +220,22 @@ def main() -> None:
                  for k, d in r["planted_vs_verdict"].items()]
         rows += [(f"baseline {k}", ", ".join(f"{v} {x:.0%}" for v, x in d.items() if x))
                  for k, d in r["baseline_verdicts"].items()]
-        w = max(len(a) for a, _ in rows)
-        for a, b in rows:
-            print(f"{a:<{w}}  {b}")
-    out = Path(args.out)
+        print_rows(rows)
+    merge_json(Path(args.out), result)
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    """A two-column table, the first column aligned."""
+    w = max(len(a) for a, _ in rows)
+    for a, b in rows:
+        print(f"{a:<{w}}  {b}")
+
+
+def merge_json(out: Path, update: dict) -> None:
+    """Write ``update`` into the JSON file ``out``, keeping its other keys."""
     out.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(out.read_text()) if out.exists() else {}
-    prev.update(result)
+    prev.update(update)
     out.write_text(json.dumps(prev, indent=2, default=float))
     print(f"wrote {out}")
 

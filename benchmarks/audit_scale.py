@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from audit import jitter, plant, train  # noqa: E402  (benchmarks/audit.py: the same zoo recipe)
+from audit import jitter, merge_json, plant, print_rows, train  # noqa: E402  (benchmarks/audit.py: the same zoo recipe)
 from datasets_zoo import Zoo, ZooWriter  # noqa: E402
 from wspace import WeightSpace  # noqa: E402
 from wspace.audit import AlignedIndex, exhaustive_nearest_aligned  # noqa: E402
@@ -173,15 +173,8 @@ def main() -> None:
              f"certified {rc['certified']:.0%}; shortlist {rc['shortlist_s']:.1f} s, exhaustive {rc['exhaustive_s']:.0f} s)"),
             ("pre-filter recall by kind", ", ".join(f"{k} {v:.0%}" for k, v in rc["recall_by_kind"].items()))]
     rows += [(f"planted {k}", ", ".join(f"{v} {x:.0%}" for v, x in d.items() if x)) for k, d in agree.items()]
-    wd = max(len(x) for x, _ in rows)
-    for x, y in rows:
-        print(f"{x:<{wd}}  {y}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prev = json.loads(out.read_text()) if out.exists() else {}
-    prev["quick" if args.quick else "full"] = result
-    out.write_text(json.dumps(prev, indent=2, default=float))
-    print(f"wrote {out}")
+    print_rows(rows)
+    merge_json(Path(args.out), {"quick" if args.quick else "full": result})
 
 
 if __name__ == "__main__":
