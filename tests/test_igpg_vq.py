@@ -7,6 +7,7 @@ from torch import nn
 
 from generators.autoencoders import masked_mse
 from generators.igpg import DESCRIPTOR_FIELDS, ChunkVQVAE, chunk_descriptors, codebook_usage
+from generators.igpg.vq_stage import MixedBatches, train_chunk_vq
 from generators.tokenizer import WeightTokenizer
 from wspace import GlobalAvgPool, WeightSpaceError, spec_from_module
 from wspace.families import family_spec, init_weight_space
@@ -100,3 +101,35 @@ def test_training_reconstructs_and_uses_the_codebook():
     net = tk.detokenize(recon.detach())  # back to networks: close to the zoo's
     assert float((net.flatten() - ws.flatten()).pow(2).mean()) < 0.1 * float(ws.flatten().var())
     assert stats["usage"] > 0.25 and stats["perplexity"] > 16, stats
+
+
+def test_mixed_batches_alternate_architectures_and_resume_exactly():
+    a, b = torch.randn(10, 3, 4), torch.randn(7, 5, 4)
+    full = MixedBatches([a, b], batch_size=3, seed=1)
+    it = iter(full)
+    first = [next(it) for _ in range(7)]
+    assert [int(x[0]) for x in first] == [0, 1, 0, 1, 0, 1, 0]
+    assert all(x[1].shape[1:] == (a if int(x[0]) == 0 else b).shape[1:] for x in first)
+    resumed = MixedBatches([a, b], batch_size=3, seed=1)
+    resumed.resume_at(3)
+    it = iter(resumed)
+    for want in first[3:]:
+        got = next(it)
+        assert int(got[0]) == int(want[0]) and torch.equal(got[1], want[1])
+
+
+def test_train_chunk_vq_on_two_architectures(tmp_path):
+    zoos = {"mlp": init_weight_space(family_spec("mlp", in_features=16, hidden=[8], num_classes=3), 12,
+                                     generator=_gen(0)),
+            "cnn": init_weight_space(_cnn_spec(), 12, generator=_gen(1))}
+    queries = {"mlp": torch.randn(8, 16, generator=_gen(2))}
+    cfg = dict(chunk_size=16, codebook_size=32, code_dim=8, d_model=32, depth=1, num_quantizers=2, steps=12,
+               warmup=2, batch_size=4, behaviour_start=0.5)
+    model, tks = train_chunk_vq(zoos, tmp_path / "run", cfg, queries=queries)
+    assert set(tks) == {"mlp", "cnn"} and (tmp_path / "run" / "checkpoints" / "vq" / "last.ckpt").is_file()
+    for name, ws in zoos.items():
+        tokens = tks[name].tokenize(ws)
+        _, idx, _ = model.encode(tokens, chunk_descriptors(tks[name]))
+        assert idx.shape == (len(ws), tks[name].num_tokens, 2)
+    with pytest.raises(WeightSpaceError, match="unknown IGPG VQ setting"):
+        train_chunk_vq(zoos, tmp_path / "bad", {"codebook": 3})

@@ -8,10 +8,17 @@ a shared codebook. Because chunks are coded independently, given their descripto
 codebook serves every architecture: a network of any of them is a sequence of code
 indices whose length follows the architecture.
 
-Not yet built (issue 16): the training stage with the behaviour loss, the autoregressive
-prior over code indices, instruction and data conditioning, the pipeline and its command.
+:func:`.vq_stage.train_chunk_vq` trains one such model on the zoos of several
+architectures (batches of one architecture at a time, in turn; structure + commitment +
+behaviour loss; resumable).
+
+Not yet built (issue 16): a VQ round trip that keeps the networks' accuracy (measured so
+far: far from it, see the generators guide), the autoregressive prior over code indices,
+instruction and data conditioning, the pipeline and its command.
 """
 from .descriptors import DESCRIPTOR_FIELDS, chunk_descriptors
+from .vq_stage import VQ_DEFAULTS, MixedBatches, VQStage, train_chunk_vq
 from .vqvae import ChunkVQVAE, codebook_usage
 
-__all__ = ["DESCRIPTOR_FIELDS", "chunk_descriptors", "ChunkVQVAE", "codebook_usage"]
+__all__ = ["DESCRIPTOR_FIELDS", "chunk_descriptors", "ChunkVQVAE", "codebook_usage", "VQ_DEFAULTS", "MixedBatches",
+           "VQStage", "train_chunk_vq"]
