@@ -131,5 +131,9 @@ def test_train_chunk_vq_on_two_architectures(tmp_path):
         tokens = tks[name].tokenize(ws)
         _, idx, _ = model.encode(tokens, chunk_descriptors(tks[name]))
         assert idx.shape == (len(ws), tks[name].num_tokens, 2)
+    # the same run again resumes (nothing to train); other settings into the same folder refuse
+    train_chunk_vq(zoos, tmp_path / "run", cfg, queries=queries)
+    with pytest.raises(WeightSpaceError, match="IGPG VQ stage.*codebook_size"):
+        train_chunk_vq(zoos, tmp_path / "run", {**cfg, "codebook_size": 64}, queries=queries)
     with pytest.raises(WeightSpaceError, match="unknown IGPG VQ setting"):
         train_chunk_vq(zoos, tmp_path / "bad", {"codebook": 3})

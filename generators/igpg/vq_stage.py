@@ -10,6 +10,7 @@ Codebook usage and perplexity of every batch are logged.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -17,11 +18,12 @@ import lightning as L
 import torch
 
 from wspace.errors import WeightSpaceError
+from wspace.fingerprint import code_version, settle
 from wspace.space import WeightSpace
 
 from ..autoencoders import masked_mse
 from ..d2nwg.vae_stage import behaviour_loss
-from ..fitting import RandomBatches, cosine_schedule, fit_stage
+from ..fitting import RandomBatches, cosine_schedule, fit_stage, trainer_fingerprint
 from ..tokenizer import WeightTokenizer
 from .descriptors import chunk_descriptors
 from .vqvae import ChunkVQVAE, codebook_usage
@@ -102,6 +104,15 @@ class VQStage(L.LightningModule):
                                                                   int(self.config["warmup"]))}
 
 
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _data_digest(ws: WeightSpace) -> dict[str, Any]:
+    """What a trained codebook depends on: the architecture and the exact weights."""
+    return {"spec": ws.spec.describe(), "n": len(ws), "weights": _tensor_digest(ws.flatten())}
+
+
 def train_chunk_vq(zoos: Mapping[str, WeightSpace], out: str | Path, config: Mapping[str, Any] | None = None, *,
                    queries: Mapping[str, torch.Tensor] | None = None, seed: int = 0, progress: bool = False,
                    trainer: Mapping[str, Any] | None = None) -> tuple[ChunkVQVAE, dict[str, WeightTokenizer]]:
@@ -109,10 +120,13 @@ def train_chunk_vq(zoos: Mapping[str, WeightSpace], out: str | Path, config: Map
 
     Returns the model and the fitted tokenizer of each architecture. ``queries``: inputs
     of the behaviour loss per architecture (missing: structure only). Checkpoints and logs
-    go under ``out``; a run killed midway resumes from its last checkpoint.
+    go under ``out``; a run killed midway resumes from its last checkpoint, and a rerun
+    with other settings, data or code into the same ``out`` refuses (naming what differs)
+    rather than resuming a model trained otherwise.
 
     Raises:
-        WeightSpaceError: no architectures, an unknown setting, or an empty zoo.
+        WeightSpaceError: no architectures, an unknown setting, an empty zoo, or ``out``
+            holding a stage trained with other settings.
     """
     unknown = sorted(set(config or {}) - set(VQ_DEFAULTS))
     if unknown:
@@ -129,6 +143,11 @@ def train_chunk_vq(zoos: Mapping[str, WeightSpace], out: str | Path, config: Map
         tk = WeightTokenizer(ws.spec, chunk_size=int(cfg["chunk_size"]), per_neuron=False).fit(ws)
         tokenizers[name] = tk
         tokens.append(tk.tokenize(ws).float())
+    settle(out, "vq", {"stage": "igpg vq", "config": cfg, "seed": int(seed), "trainer": trainer_fingerprint(trainer),
+                       "data": {n: _data_digest(zoos[n]) for n in names}, "behaviour queries":
+                       {n: _tensor_digest(q) for n, q in (queries or {}).items() if n in zoos},
+                       "code version": code_version(["generators.igpg", "generators.tokenizer"])},
+           ["checkpoints/vq"], what="the IGPG VQ stage")
     model = ChunkVQVAE(int(cfg["chunk_size"]), codebook_size=int(cfg["codebook_size"]), code_dim=int(cfg["code_dim"]),
                        d_model=int(cfg["d_model"]), depth=int(cfg["depth"]), num_quantizers=int(cfg["num_quantizers"]),
                        commitment_weight=float(cfg["commitment_weight"]))

@@ -57,6 +57,7 @@ class Population:
         if n == 0:
             raise WeightSpaceError(f"the {what} set is empty: an audit needs at least one {what} network")
         self._n = n
+        self._checked = False  # in-memory weights: checked finite chunk by chunk on the first full pass
         self.chunk_rows = int(chunk_rows) if chunk_rows else max(64, min(4096, DEFAULT_CHUNK_ENTRIES
                                                                          // max(1, self.spec.num_params)))
 
@@ -71,6 +72,8 @@ class Population:
     def _read(self, start: int, stop: int) -> WeightSpace:
         if self._ws is not None:
             ws = self._ws.map(lambda t: t[start:stop])
+            if self._checked:  # a full pass found every weight finite
+                return ws.map(lambda t: t.float())
             flat = ws.flatten()
             if not bool(torch.isfinite(flat).all()):
                 bad = start + int(torch.nonzero(~torch.isfinite(flat).all(1))[0])
@@ -83,6 +86,7 @@ class Population:
         size = max(1, int(rows or self.chunk_rows))
         for start in range(0, self._n, size):
             yield start, self._read(start, min(start + size, self._n))
+        self._checked = True
 
     def rows(self, index: torch.Tensor | Any) -> WeightSpace:
         """The networks at ``index`` (any order, repeats allowed), float32.
