@@ -235,7 +235,7 @@ class AlignedIndex:
 
         Returns the aligned distances ``[P]`` (float64) and the permutations (per group
         ``[P, n_g]``) that map each key onto its query. The keys are gathered in blocks
-        (at most about 256 MB of weights at a time).
+        (at most about 64 MB of weights at a time).
         """
         qpos, kidx = torch.as_tensor(qpos, dtype=torch.long), torch.as_tensor(kidx, dtype=torch.long)
         if len(qpos) == 0:
@@ -345,11 +345,15 @@ class ShortlistSearch:
         self.seen += C
 
     # ------------------------------------------------------------------ finish
+    def _taken(self, aligned: torch.Tensor) -> torch.Tensor:
+        """``[Q, low_k]``: kept lower-bound entries that are empty or already aligned."""
+        low_i = self.low.index
+        return (low_i.unsqueeze(2) == aligned.unsqueeze(1)).any(2) | (low_i < 0)
+
     def _rest(self, aligned: torch.Tensor) -> torch.Tensor:
         """``[Q]`` a lower bound of every key not aligned yet (``aligned``: ``[Q, M]`` keys, -1 pad)."""
-        low_v, low_i = self.low.value, self.low.index
-        hit = (low_i.unsqueeze(2) == aligned.unsqueeze(1)).any(2) | (low_i < 0)
-        rest = low_v.masked_fill(hit, float("inf")).min(1).values
+        low_v = self.low.value
+        rest = low_v.masked_fill(self._taken(aligned), float("inf")).min(1).values
         full = self.low.filled >= self.low_k  # keys beyond the kept ones are at least the last kept
         return torch.where(full, torch.minimum(rest, low_v[:, -1]), rest)
 
@@ -420,8 +424,7 @@ class ShortlistSearch:
                 break
             aligned = torch.cat(ev_i, 1)
             low_v, low_i = self.low.value, self.low.index
-            taken = (low_i.unsqueeze(2) == aligned.unsqueeze(1)).any(2) | (low_i < 0)
-            could = ~taken & (low_v < (best * (1 - _TOL) - _TOL).unsqueeze(1)) & todo.unsqueeze(1)
+            could = ~self._taken(aligned) & (low_v < (best * (1 - _TOL) - _TOL).unsqueeze(1)) & todo.unsqueeze(1)
             if not could.any():  # the kept bounds are used up: the next lowest ones, one more pass
                 self._refill(torch.nonzero(todo).flatten(), aligned)
                 continue
